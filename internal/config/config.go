@@ -1,0 +1,470 @@
+// Package config turns flags, environment variables and a YAML config file into one
+// validated Config. It is the only package that knows about viper.
+//
+// Precedence, highest first: command-line flags, PROVISION_<NAME> environment variables,
+// the --config file, defaults. Secrets never come from a flag: they are read from files
+// (--shared-secret-file, --admin-token-file, --synapse-config) or from the environment
+// (PROVISION_SHARED_SECRET, PROVISION_ADMIN_TOKEN).
+package config
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/pflag"
+	"github.com/spf13/viper"
+)
+
+// EnvPrefix is the prefix of every environment variable provision reads.
+const EnvPrefix = "PROVISION"
+
+// Config is everything a run needs, validated.
+type Config struct {
+	Roster string // path, or "-" for stdin
+	Format string // "csv", "yaml" or "" (by extension)
+
+	Homeserver        string
+	ServerName        string
+	CAFile            string
+	AllowInsecureHTTP bool
+
+	// SharedSecret is the registration shared secret, or nil when none was configured.
+	SharedSecret Secret
+	// SharedSecretSource says where it came from, for messages ("file /etc/x", "PROVISION_SHARED_SECRET").
+	SharedSecretSource string
+	// AdminToken is a Synapse admin's access token, or nil.
+	AdminToken       Secret
+	AdminTokenSource string
+	// Policy is the password policy found in --synapse-config files (zero when none).
+	Policy Policy
+
+	Recipients     []string
+	RecipientsFile string
+	Credentials    string
+	Plaintext      bool
+	HandoffDir     string
+	OperatorCopy   bool
+	Force          bool
+
+	Report  string
+	Journal string
+	Fresh   bool
+
+	Concurrency    int
+	Rate           float64 // registrations started per second; 0 = no limit
+	PasswordLength int
+	DryRun         bool
+	Timeout        time.Duration // whole run; 0 = none
+	RequestTimeout time.Duration
+
+	LogLevel  string
+	LogFormat string
+	Quiet     bool
+
+	// Warnings are things the operator should fix but that do not stop the run
+	// (a world-readable secret file, for example).
+	Warnings []string
+}
+
+// Policy is a password policy as Synapse's password_config.policy states it.
+type Policy struct {
+	MinLength                                                        int
+	RequireDigit, RequireSymbol, RequireLowercase, RequireUppercase bool
+}
+
+// Secret holds a secret value. It prints as "[REDACTED]" so that a stray %v or a
+// structured log of a Config can never reveal it.
+type Secret []byte
+
+func (s Secret) String() string   { return "[REDACTED]" }
+func (s Secret) GoString() string { return "config.Secret([REDACTED])" }
+
+// Error is a configuration error: the run must not start (exit code 2).
+type Error struct {
+	Msg  string
+	Hint string
+}
+
+func (e *Error) Error() string {
+	if e.Hint == "" {
+		return e.Msg
+	}
+	return e.Msg + "\n  hint: " + e.Hint
+}
+
+func errorf(hint, format string, args ...any) error {
+	return &Error{Msg: fmt.Sprintf(format, args...), Hint: hint}
+}
+
+// flag names, shared by RegisterFlags and Load.
+const (
+	fConfig            = "config"
+	fFormat            = "format"
+	fHomeserver        = "homeserver"
+	fServerName        = "server-name"
+	fCAFile            = "ca-file"
+	fAllowInsecureHTTP = "allow-insecure-http"
+	fSharedSecretFile  = "shared-secret-file"
+	fAdminTokenFile    = "admin-token-file"
+	fSynapseConfig     = "synapse-config"
+	fRecipient         = "recipient"
+	fRecipientsFile    = "recipients-file"
+	fCredentials       = "credentials"
+	fPlaintext         = "plaintext-credentials"
+	fHandoffDir        = "handoff-dir"
+	fOperatorCopy      = "operator-copy"
+	fForce             = "force"
+	fReport            = "report"
+	fJournal           = "journal"
+	fFresh             = "fresh"
+	fConcurrency       = "concurrency"
+	fRate              = "rate"
+	fPasswordLength    = "password-length"
+	fDryRun            = "dry-run"
+	fTimeout           = "timeout"
+	fRequestTimeout    = "request-timeout"
+	fLogLevel          = "log-level"
+	fLogFormat         = "log-format"
+	fQuiet             = "quiet"
+)
+
+// Defaults.
+const (
+	DefaultHomeserver     = "http://localhost:8008"
+	DefaultConcurrency    = 4
+	DefaultRate           = 10
+	DefaultPasswordLength = 24
+	DefaultRequestTimeout = 60 * time.Second
+)
+
+// RegisterFlags defines every flag on fs. The same names are config-file keys and,
+// upper-cased with '-' as '_', PROVISION_ environment variables.
+func RegisterFlags(fs *pflag.FlagSet) {
+	fs.String(fConfig, "", "read settings from this YAML `FILE` (keys are the flag names)")
+	fs.String(fFormat, "", "roster format: csv or yaml (default: from the file name; needed for stdin)")
+
+	fs.String(fHomeserver, DefaultHomeserver, "base `URL` of the homeserver's client API")
+	fs.String(fServerName, "", "the server_name in user IDs (default: learned from the server's answers or --synapse-config)")
+	fs.String(fCAFile, "", "trust this PEM `FILE` of CA certificates (a private CA) in addition to the system's")
+	fs.Bool(fAllowInsecureHTTP, false, "allow plain http:// to a host that is not this machine (passwords then cross the network unencrypted)")
+
+	fs.String(fSharedSecretFile, "", "read the registration shared secret from `FILE` (or set PROVISION_SHARED_SECRET)")
+	fs.String(fAdminTokenFile, "", "read a Synapse admin access token from `FILE` (or set PROVISION_ADMIN_TOKEN)")
+	fs.StringArray(fSynapseConfig, nil, "read registration_shared_secret(_path), server_name and password policy from this Synapse config `FILE` (repeatable, later files win)")
+
+	fs.StringArray(fRecipient, nil, "encrypt the credentials to this age (age1...) or SSH public `KEY` (repeatable)")
+	fs.String(fRecipientsFile, "", "encrypt the credentials to every public key in `FILE` (one per line, # comments)")
+	fs.String(fCredentials, "", "write the encrypted credentials of created users to `FILE` (default: credentials-TIME.age)")
+	fs.Bool(fPlaintext, false, "write the credentials file unencrypted (mode 0600) when you have no age or SSH key")
+	fs.String(fHandoffDir, "handoff", "write each user's own encrypted welcome file (roster column recipient) into `DIR`")
+	fs.Bool(fOperatorCopy, false, "also put passwords of users with their own recipient into the operator's credentials file")
+	fs.Bool(fForce, false, "overwrite an existing credentials or welcome file")
+
+	fs.String(fReport, "-", "write the results report to `FILE` (.csv or .json; - for standard output)")
+	fs.String(fJournal, "", "keep the resumable journal in `FILE` (default: next to the report, or ./provision.journal)")
+	fs.Bool(fFresh, false, "start a new journal instead of resuming the old one (the old one is kept with a .old suffix)")
+
+	fs.Int(fConcurrency, DefaultConcurrency, "registrations in flight at once")
+	fs.Float64(fRate, DefaultRate, "registrations started per second (0 = no limit)")
+	fs.Int(fPasswordLength, DefaultPasswordLength, "length of generated passwords (at most 72: bcrypt ignores the rest)")
+	fs.Bool(fDryRun, false, "validate the roster and check who exists already; change nothing")
+	fs.Duration(fTimeout, 0, "give up the whole run after this long, e.g. 30m (0 = never)")
+	fs.Duration(fRequestTimeout, DefaultRequestTimeout, "give up one request after this long")
+
+	fs.String(fLogLevel, "info", "log level: debug, info, warn or error")
+	fs.String(fLogFormat, "text", "log format when standard error is not a terminal: text or json")
+	fs.BoolP(fQuiet, "q", false, "print only errors (for cron)")
+}
+
+// Load reads the config file named by --config (if any), the environment and the flags
+// in fs, and returns a validated Config. args are the positional arguments.
+func Load(fs *pflag.FlagSet, args []string, getenv func(string) string) (*Config, error) {
+	if getenv == nil {
+		getenv = os.Getenv
+	}
+	v := viper.New()
+	v.SetEnvPrefix(EnvPrefix)
+	v.SetEnvKeyReplacer(strings.NewReplacer("-", "_"))
+	v.AutomaticEnv()
+	if err := v.BindPFlags(fs); err != nil {
+		return nil, err
+	}
+	known := map[string]bool{}
+	fs.VisitAll(func(f *pflag.Flag) { known[f.Name] = true })
+
+	if file := v.GetString(fConfig); file != "" {
+		if err := readConfigFile(v, file, known); err != nil {
+			return nil, err
+		}
+	}
+
+	c := &Config{
+		Format:            strings.ToLower(v.GetString(fFormat)),
+		Homeserver:        strings.TrimRight(v.GetString(fHomeserver), "/"),
+		ServerName:        v.GetString(fServerName),
+		CAFile:            v.GetString(fCAFile),
+		AllowInsecureHTTP: v.GetBool(fAllowInsecureHTTP),
+		Recipients:        stringList(v, fs, fRecipient),
+		RecipientsFile:    v.GetString(fRecipientsFile),
+		Credentials:       v.GetString(fCredentials),
+		Plaintext:         v.GetBool(fPlaintext),
+		HandoffDir:        v.GetString(fHandoffDir),
+		OperatorCopy:      v.GetBool(fOperatorCopy),
+		Force:             v.GetBool(fForce),
+		Report:            v.GetString(fReport),
+		Journal:           v.GetString(fJournal),
+		Fresh:             v.GetBool(fFresh),
+		Concurrency:       v.GetInt(fConcurrency),
+		Rate:              v.GetFloat64(fRate),
+		PasswordLength:    v.GetInt(fPasswordLength),
+		DryRun:            v.GetBool(fDryRun),
+		Timeout:           v.GetDuration(fTimeout),
+		RequestTimeout:    v.GetDuration(fRequestTimeout),
+		LogLevel:          strings.ToLower(v.GetString(fLogLevel)),
+		LogFormat:         strings.ToLower(v.GetString(fLogFormat)),
+		Quiet:             v.GetBool(fQuiet),
+	}
+	// viper's GetInt/GetFloat64 return 0 for a value they cannot parse; re-parse the
+	// raw strings so that PROVISION_CONCURRENCY=abc is an error, not a silent 0.
+	for _, k := range []string{fConcurrency, fRate, fPasswordLength, fTimeout, fRequestTimeout} {
+		if err := checkNumber(v, k); err != nil {
+			return nil, err
+		}
+	}
+
+	switch len(args) {
+	case 0:
+		return nil, errorf("name a roster file, e.g. provision --shared-secret-file secret.txt team.csv", "no roster given")
+	case 1:
+		c.Roster = args[0]
+	default:
+		return nil, errorf("give exactly one roster file; merge rosters into one first", "%d rosters given: %s", len(args), strings.Join(args, " "))
+	}
+
+	if err := c.loadSecrets(v, getenv, stringList(v, fs, fSynapseConfig)); err != nil {
+		return nil, err
+	}
+	if c.Credentials == "" {
+		c.Credentials = "credentials-" + time.Now().UTC().Format("20060102T150405Z") + ".age"
+		if c.Plaintext {
+			c.Credentials = strings.TrimSuffix(c.Credentials, ".age") + ".csv"
+		}
+	}
+	if c.Journal == "" {
+		if c.Report != "" && c.Report != "-" {
+			c.Journal = c.Report + ".journal"
+		} else {
+			c.Journal = "provision.journal"
+		}
+	}
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// stringList reads a repeatable flag. A flag given on the command line wins; otherwise
+// the environment (comma- or space-separated) or config file (a YAML list) is used.
+func stringList(v *viper.Viper, fs *pflag.FlagSet, name string) []string {
+	if f := fs.Lookup(name); f != nil && f.Changed {
+		vals, _ := fs.GetStringArray(name)
+		return vals
+	}
+	raw := v.Get(name)
+	switch x := raw.(type) {
+	case string:
+		if x == "" {
+			return nil
+		}
+		if name == fRecipient {
+			// Keys contain spaces (ssh-ed25519 AAAA... comment): only commas and newlines separate them.
+			return splitNonEmpty(x, ",\n")
+		}
+		return splitNonEmpty(x, ", \n")
+	case []string:
+		return x
+	case []any:
+		out := make([]string, 0, len(x))
+		for _, e := range x {
+			out = append(out, fmt.Sprint(e))
+		}
+		return out
+	}
+	return nil
+}
+
+func splitNonEmpty(s, seps string) []string {
+	var out []string
+	for _, f := range strings.FieldsFunc(s, func(r rune) bool { return strings.ContainsRune(seps, r) }) {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+func checkNumber(v *viper.Viper, key string) error {
+	raw := v.Get(key)
+	s, ok := raw.(string)
+	if !ok {
+		return nil
+	}
+	var err error
+	switch key {
+	case fTimeout, fRequestTimeout:
+		_, err = time.ParseDuration(s)
+	case fRate:
+		_, err = strconv.ParseFloat(s, 64)
+	default:
+		_, err = strconv.Atoi(s)
+	}
+	if err != nil {
+		return errorf(fmt.Sprintf("check --%s, PROVISION_%s and the config file", key, envName(key)), "%s: %q is not a valid value", key, s)
+	}
+	return nil
+}
+
+func envName(key string) string { return strings.ToUpper(strings.ReplaceAll(key, "-", "_")) }
+
+func readConfigFile(v *viper.Viper, file string, known map[string]bool) error {
+	v.SetConfigFile(file)
+	v.SetConfigType("yaml")
+	if err := v.ReadInConfig(); err != nil {
+		var pe *os.PathError
+		if errors.As(err, &pe) || errors.Is(err, os.ErrNotExist) {
+			return errorf("check the path given to --config", "cannot read config file %s: %v", file, err)
+		}
+		return errorf("the config file is YAML with the flag names as keys; see samples/provision.yaml", "config file %s: %v", file, err)
+	}
+	// A misspelt key must not be silently ignored: it would leave a safety setting at
+	// its default.
+	var unknown []string
+	for _, k := range v.AllKeys() {
+		if !v.InConfig(k) {
+			continue
+		}
+		top := strings.SplitN(k, ".", 2)[0]
+		if !known[top] || top == fConfig {
+			unknown = append(unknown, top)
+		}
+	}
+	if len(unknown) > 0 {
+		sort.Strings(unknown)
+		hint := "the keys are the flag names without dashes in front (see provision --help)"
+		if s := closest(unknown[0], known); s != "" {
+			hint = fmt.Sprintf("did you mean %q? %s", s, hint)
+		}
+		for _, k := range unknown {
+			if k == "shared-secret" || k == "admin-token" {
+				hint = "a secret never goes in the config file: use shared-secret-file / admin-token-file"
+			}
+		}
+		return errorf(hint, "config file %s: unknown key(s): %s", file, strings.Join(unknown, ", "))
+	}
+	return nil
+}
+
+// Validate checks the values that do not depend on other files or the network.
+func (c *Config) Validate() error {
+	u, err := url.Parse(c.Homeserver)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return errorf("give the base URL clients use, e.g. https://matrix.example.org", "--homeserver %q is not an http(s) URL", c.Homeserver)
+	}
+	if u.Scheme == "http" && !isLoopback(u.Hostname()) && !c.AllowInsecureHTTP {
+		return errorf("use https://, or pass --allow-insecure-http if the network between here and the server is trusted",
+			"refusing plain http:// to %s: generated passwords and the shared secret's MAC would cross the network unencrypted", u.Host)
+	}
+	if c.Concurrency < 1 || c.Concurrency > 1024 {
+		return errorf("use a value between 1 and 1024; 4 to 16 suits most servers", "--concurrency %d is out of range", c.Concurrency)
+	}
+	if c.Rate < 0 || math.IsNaN(c.Rate) || math.IsInf(c.Rate, 0) {
+		return errorf("use a positive number of registrations per second, or 0 for no limit", "--rate %v is not valid", c.Rate)
+	}
+	if c.PasswordLength < 8 || c.PasswordLength > 72 {
+		return errorf("use a length between 8 and 72 (bcrypt ignores everything after 72 bytes); 24 is the default",
+			"--password-length %d is out of range", c.PasswordLength)
+	}
+	if c.Timeout < 0 || c.RequestTimeout <= 0 {
+		return errorf("use a positive duration such as 30s or 10m", "--timeout and --request-timeout must be positive")
+	}
+	switch c.Format {
+	case "", "csv", "yaml":
+	case "yml":
+		c.Format = "yaml"
+	default:
+		return errorf("use --format csv or --format yaml", "unknown roster format %q", c.Format)
+	}
+	if c.Roster == "-" && c.Format == "" {
+		return errorf("add --format csv or --format yaml", "a roster read from standard input needs --format")
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		return errorf("use debug, info, warn or error", "unknown --log-level %q", c.LogLevel)
+	}
+	switch c.LogFormat {
+	case "text", "json":
+	default:
+		return errorf("use text or json", "unknown --log-format %q", c.LogFormat)
+	}
+	if c.Report != "-" {
+		switch strings.ToLower(filepath.Ext(c.Report)) {
+		case ".csv", ".json":
+		default:
+			return errorf("name the report file with a .csv or .json extension", "--report %s: cannot tell the format from the extension", c.Report)
+		}
+	}
+	if c.SharedSecret == nil && c.AdminToken == nil {
+		return errorf("pass --shared-secret-file FILE, set PROVISION_SHARED_SECRET, or pass --synapse-config /etc/matrix-synapse/homeserver.yaml",
+			"no registration shared secret configured")
+	}
+	return nil
+}
+
+func isLoopback(host string) bool {
+	if host == "localhost" || strings.HasSuffix(host, ".localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// closest returns the known name nearest to s by edit distance, if it is close.
+func closest(s string, known map[string]bool) string {
+	best, bestD := "", 3
+	for k := range known {
+		if d := editDistance(s, k); d < bestD || (d == bestD && k < best) {
+			best, bestD = k, d
+		}
+	}
+	return best
+}
+
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}

@@ -1,0 +1,229 @@
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/spf13/viper"
+	"go.yaml.in/yaml/v3"
+)
+
+// maxSecretFile bounds what is read from a secret file: a shared secret or token is a
+// few dozen bytes, and reading a multi-gigabyte file by mistake should fail fast.
+const maxSecretFile = 64 << 10
+
+// maxSynapseConfig bounds a Synapse config file (homeserver.yaml is a few tens of KiB).
+const maxSynapseConfig = 16 << 20
+
+func (c *Config) loadSecrets(v *viper.Viper, getenv func(string) string, synapseConfigs []string) error {
+	var syn *SynapseConfig
+	if len(synapseConfigs) > 0 {
+		var err error
+		syn, err = ReadSynapseConfigs(synapseConfigs)
+		if err != nil {
+			return err
+		}
+		c.Warnings = append(c.Warnings, syn.Warnings...)
+		if c.ServerName == "" {
+			c.ServerName = syn.ServerName
+		}
+		c.Policy = syn.Policy
+	}
+
+	switch file := v.GetString(fSharedSecretFile); {
+	case file != "":
+		s, warn, err := ReadSecretFile(file)
+		if err != nil {
+			return errorf("check the path given to --shared-secret-file (or PROVISION_SHARED_SECRET_FILE)", "shared secret: %v", err)
+		}
+		c.SharedSecret, c.SharedSecretSource = s, "file "+file
+		c.Warnings = append(c.Warnings, warn...)
+	case getenv(EnvPrefix+"_SHARED_SECRET") != "":
+		c.SharedSecret = Secret(strings.TrimSpace(getenv(EnvPrefix + "_SHARED_SECRET")))
+		c.SharedSecretSource = "PROVISION_SHARED_SECRET"
+		if len(c.SharedSecret) == 0 {
+			return errorf("set PROVISION_SHARED_SECRET to the server's registration_shared_secret", "PROVISION_SHARED_SECRET is blank")
+		}
+	case syn != nil && syn.SharedSecret != nil:
+		c.SharedSecret, c.SharedSecretSource = syn.SharedSecret, syn.SharedSecretSource
+	}
+
+	switch file := v.GetString(fAdminTokenFile); {
+	case file != "":
+		s, warn, err := ReadSecretFile(file)
+		if err != nil {
+			return errorf("check the path given to --admin-token-file (or PROVISION_ADMIN_TOKEN_FILE)", "admin token: %v", err)
+		}
+		c.AdminToken, c.AdminTokenSource = s, "file "+file
+		c.Warnings = append(c.Warnings, warn...)
+	case getenv(EnvPrefix+"_ADMIN_TOKEN") != "":
+		c.AdminToken = Secret(strings.TrimSpace(getenv(EnvPrefix + "_ADMIN_TOKEN")))
+		c.AdminTokenSource = "PROVISION_ADMIN_TOKEN"
+	}
+	return nil
+}
+
+// ReadSecretFile reads a secret from a file, trimming surrounding white space as
+// Synapse does for registration_shared_secret_path. It refuses an empty file and warns
+// when other local users can read the file.
+func ReadSecretFile(path string) (Secret, []string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, nil, fmt.Errorf("cannot read %s: %w", path, unwrapPath(err))
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, nil, fmt.Errorf("cannot read %s: %w", path, unwrapPath(err))
+	}
+	if st.IsDir() {
+		return nil, nil, fmt.Errorf("%s is a directory, not a file holding the secret", path)
+	}
+	b, err := io.ReadAll(io.LimitReader(f, maxSecretFile+1))
+	if err != nil {
+		return nil, nil, fmt.Errorf("cannot read %s: %w", path, unwrapPath(err))
+	}
+	if len(b) > maxSecretFile {
+		return nil, nil, fmt.Errorf("%s is larger than %d KiB: that is not a secret file", path, maxSecretFile>>10)
+	}
+	b = bytes.TrimSpace(b)
+	if len(b) == 0 {
+		return nil, nil, fmt.Errorf("%s is empty", path)
+	}
+	if bytes.IndexByte(b, 0) >= 0 || bytes.ContainsAny(b, "\n\r") {
+		return nil, nil, fmt.Errorf("%s holds more than one line: it should hold only the secret", path)
+	}
+	return Secret(b), exposureWarnings(path, st), nil
+}
+
+func exposureWarnings(path string, st os.FileInfo) []string {
+	var w []string
+	abs, _ := filepath.Abs(path)
+	if resolved, err := filepath.EvalSymlinks(abs); err == nil {
+		abs = resolved
+	}
+	if strings.HasPrefix(abs, "/nix/store/") {
+		w = append(w, fmt.Sprintf("%s is in the Nix store, which every local user can read: deploy the secret outside it (sops-nix, agenix, or a file you copy to /run/secrets) and point provision at that copy", path))
+	} else if st.Mode().Perm()&0o077 != 0 {
+		w = append(w, fmt.Sprintf("%s can be read by other users (mode %04o): run chmod 600 %s", path, st.Mode().Perm(), path))
+	}
+	return w
+}
+
+func unwrapPath(err error) error {
+	var pe *os.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}
+
+// SynapseConfig is what provision takes from Synapse's homeserver.yaml (or the
+// fragments a deployment such as NixOS splits it into).
+type SynapseConfig struct {
+	ServerName         string
+	SharedSecret       Secret
+	SharedSecretSource string
+	Policy             Policy
+	Warnings           []string
+}
+
+// ReadSynapseConfigs reads one or more Synapse config files the way
+// register_new_matrix_user -c does: each file's top-level keys replace those of the
+// files before it.
+func ReadSynapseConfigs(paths []string) (*SynapseConfig, error) {
+	merged := map[string]any{}
+	from := map[string]string{}
+	var warnings []string
+	for _, p := range paths {
+		f, err := os.Open(p)
+		if err != nil {
+			return nil, errorf("check the path given to --synapse-config", "cannot read Synapse config %s: %v", p, unwrapPath(err))
+		}
+		st, _ := f.Stat()
+		b, err := io.ReadAll(io.LimitReader(f, maxSynapseConfig+1))
+		f.Close()
+		if err != nil {
+			return nil, errorf("check the path given to --synapse-config", "cannot read Synapse config %s: %v", p, err)
+		}
+		if len(b) > maxSynapseConfig {
+			return nil, errorf("point --synapse-config at homeserver.yaml or a fragment of it", "%s is larger than %d MiB: not a Synapse config", p, maxSynapseConfig>>20)
+		}
+		var doc map[string]any
+		if err := yaml.Unmarshal(b, &doc); err != nil {
+			return nil, errorf("fix the YAML, or point --synapse-config at the right file", "Synapse config %s: %v", p, err)
+		}
+		for k, val := range doc {
+			merged[k] = val
+			from[k] = p
+		}
+		if _, ok := doc["registration_shared_secret"]; ok && st != nil {
+			for _, w := range exposureWarnings(p, st) {
+				warnings = append(warnings, w+" (it holds registration_shared_secret)")
+			}
+		}
+	}
+
+	sc := &SynapseConfig{Warnings: warnings}
+	if s, ok := merged["server_name"].(string); ok {
+		sc.ServerName = s
+	}
+	inline, hasInline := merged["registration_shared_secret"]
+	pathVal, hasPath := merged["registration_shared_secret_path"]
+	if hasInline && inline != nil && hasPath && pathVal != nil {
+		return nil, errorf("remove one of them, as Synapse itself refuses such a config",
+			"Synapse config sets both registration_shared_secret (%s) and registration_shared_secret_path (%s)", from["registration_shared_secret"], from["registration_shared_secret_path"])
+	}
+	switch {
+	case hasInline && inline != nil:
+		s := strings.TrimSpace(fmt.Sprint(inline))
+		if s == "" {
+			return nil, errorf("set it to the secret, or use registration_shared_secret_path", "registration_shared_secret in %s is empty", from["registration_shared_secret"])
+		}
+		sc.SharedSecret, sc.SharedSecretSource = Secret(s), "registration_shared_secret in "+from["registration_shared_secret"]
+	case hasPath && pathVal != nil:
+		p := fmt.Sprint(pathVal)
+		s, warn, err := ReadSecretFile(p)
+		if err != nil {
+			return nil, errorf("registration_shared_secret_path must name a readable, non-empty file",
+				"registration_shared_secret_path in %s: %v", from["registration_shared_secret_path"], err)
+		}
+		sc.SharedSecret, sc.SharedSecretSource = s, "file "+p+" (registration_shared_secret_path)"
+		sc.Warnings = append(sc.Warnings, warn...)
+	}
+
+	if pc, ok := merged["password_config"].(map[string]any); ok {
+		if pol, ok := pc["policy"].(map[string]any); ok && truthy(pol["enabled"]) {
+			sc.Policy = Policy{
+				MinLength:        intOf(pol["minimum_length"]),
+				RequireDigit:     truthy(pol["require_digit"]),
+				RequireSymbol:    truthy(pol["require_symbol"]),
+				RequireLowercase: truthy(pol["require_lowercase"]),
+				RequireUppercase: truthy(pol["require_uppercase"]),
+			}
+		}
+	}
+	return sc, nil
+}
+
+func truthy(v any) bool {
+	b, ok := v.(bool)
+	return ok && b
+}
+
+func intOf(v any) int {
+	switch x := v.(type) {
+	case int:
+		return x
+	case int64:
+		return int(x)
+	case float64:
+		return int(x)
+	}
+	return 0
+}
