@@ -77,7 +77,7 @@ type Config struct {
 
 // Policy is a password policy as Synapse's password_config.policy states it.
 type Policy struct {
-	MinLength                                                        int
+	MinLength                                                       int
 	RequireDigit, RequireSymbol, RequireLowercase, RequireUppercase bool
 }
 
