@@ -1,0 +1,369 @@
+package journal
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/cipher"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"slices"
+
+	"golang.org/x/crypto/chacha20poly1305"
+)
+
+// The file format, version 1. Integers are big-endian.
+//
+//	header:
+//	  "provision journal\n"      magic, so `head -1` tells an operator what the file is
+//	  u8        version (1)
+//	  u16       length of the homeserver URL
+//	  u32       CRC-32C of the bytes above: a header is only taken for one a crash cut
+//	            short (and rewritten) when its length is known to be right
+//	  [16]      file ID, random; bound into every record so records cannot be moved between journals
+//	  ...       homeserver URL
+//	  [24]      nonce
+//	  [16]      XChaCha20-Poly1305 tag over an empty message, with the bytes above as
+//	            associated data: the key check, and the header's authenticity
+//	  u32       CRC-32C of everything above, to tell a damaged header from a wrong key
+//
+//	record, repeated:
+//	  u32       body length
+//	  u32       CRC-32C of the four length bytes: a trustworthy length is what lets a
+//	            torn tail (body cut short) be told from a damaged length in the middle
+//	  body:
+//	    u8        kind (1 intent, 2 outcome)
+//	    u64       sequence number: 1, 2, 3 ... with no gaps
+//	    u16 + ... localpart
+//	    u16 + ... user ID
+//	    u16 + ... status (outcomes)
+//	    [24]      nonce, random per record
+//	    ...       the password (intents; else empty), XChaCha20-Poly1305-sealed with the file ID
+//	              and every body byte before the nonce as associated data, then the 16-byte tag
+//	    u8        '\n', so a whole record never ends in a zero byte
+//
+// A crash can leave the last records cut short, or, on filesystems that grow the file
+// before its data lands, followed or overwritten by zeros. Replay drops a damaged
+// record when it is such a torn write: cut short, or damaged only by a run of zeros
+// that starts inside it and reaches the end of the file. Any other damage is an error.
+//
+// Localparts, user IDs and statuses stay readable on purpose: they are in the roster
+// and the report anyway, and an operator who lost the secret can still learn from the
+// journal which accounts a crashed run touched. The tag authenticates them all the
+// same, so nothing in a record can be altered without the key.
+const (
+	magic        = "provision journal\n"
+	version      = 1
+	fileIDSize   = 16
+	frameSize    = 8
+	maxField     = 1<<16 - 1
+	kindIntent   = 1
+	kindOutcome  = 2
+	headerAD     = "provision journal v1 header\x00"
+	recordAD     = "provision journal v1 record\x00"
+	nonceSize    = chacha20poly1305.NonceSizeX
+	tagSize      = chacha20poly1305.Overhead
+	endMarker    = '\n'
+	minBody      = 1 + 8 + 3*2 + nonceSize + tagSize + 1
+	maxBody      = 1 << 20
+	prefixLen    = len(magic) + 1 + 2 + 4
+	maxHeaderLen = prefixLen + fileIDSize + maxField + nonceSize + tagSize + 4
+)
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// record is one intent or outcome, as written.
+type record struct {
+	kind      byte
+	seq       uint64
+	localpart string
+	userID    string
+	status    string
+	password  string
+}
+
+// codec seals and opens one journal's header and records.
+type codec struct {
+	aead   cipher.AEAD
+	fileID [fileIDSize]byte
+}
+
+func newCodec(key [32]byte) *codec {
+	aead, err := chacha20poly1305.NewX(key[:])
+	if err != nil {
+		panic("journal: " + err.Error()) // only for a wrong key size, which [32]byte rules out
+	}
+	return &codec{aead: aead}
+}
+
+// header returns a new header for homeserver, under c's file ID.
+func (c *codec) header(homeserver string) []byte {
+	b := make([]byte, 0, prefixLen+fileIDSize+len(homeserver)+nonceSize+tagSize+4)
+	b = append(b, magic...)
+	b = append(b, version)
+	b = binary.BigEndian.AppendUint16(b, uint16(len(homeserver)))
+	b = binary.BigEndian.AppendUint32(b, crc32.Checksum(b, castagnoli))
+	b = append(b, c.fileID[:]...)
+	b = append(b, homeserver...)
+	ad := append([]byte(headerAD), b...)
+	var nonce [nonceSize]byte
+	rand.Read(nonce[:])
+	b = append(b, nonce[:]...)
+	b = c.aead.Seal(b, nonce[:], nil, ad)
+	return binary.BigEndian.AppendUint32(b, crc32.Checksum(b, castagnoli))
+}
+
+var (
+	errShortHeader = errors.New("header cut short")
+	errNotJournal  = errors.New("not a provision journal")
+	errHeaderCRC   = errors.New("header checksum mismatch")
+)
+
+// parsedHeader is a header whose checksums are right but whose key check is still to do.
+type parsedHeader struct {
+	fileID     [fileIDSize]byte
+	homeserver string
+	sealed     []byte // the bytes the tag covers
+	nonce      []byte
+	tag        []byte
+	len        int
+}
+
+// parseHeader reads the header at the start of b. errShortHeader means b is a prefix
+// of a header, as a crash while creating the journal leaves it.
+func parseHeader(b []byte) (parsedHeader, error) {
+	var h parsedHeader
+	if len(b) < len(magic) {
+		if bytes.HasPrefix([]byte(magic), b) {
+			return h, errShortHeader
+		}
+		return h, errNotJournal
+	}
+	if string(b[:len(magic)]) != magic {
+		return h, errNotJournal
+	}
+	if len(b) < prefixLen {
+		return h, errShortHeader
+	}
+	if crc32.Checksum(b[:prefixLen-4], castagnoli) != binary.BigEndian.Uint32(b[prefixLen-4:]) {
+		return h, errHeaderCRC
+	}
+	if v := b[len(magic)]; v != version {
+		return h, fmt.Errorf("journal format version %d is not supported by this provision (it reads version %d): use the provision release that wrote it", v, version)
+	}
+	n := int(binary.BigEndian.Uint16(b[len(magic)+1:]))
+	p := prefixLen
+	if len(b) < p+fileIDSize+n+nonceSize+tagSize+4 {
+		return h, errShortHeader
+	}
+	copy(h.fileID[:], b[p:])
+	p += fileIDSize
+	h.homeserver = string(b[p : p+n])
+	p += n
+	h.sealed = b[:p]
+	h.nonce = b[p : p+nonceSize]
+	p += nonceSize
+	h.tag = b[p : p+tagSize]
+	p += tagSize
+	if crc32.Checksum(b[:p], castagnoli) != binary.BigEndian.Uint32(b[p:]) {
+		return h, errHeaderCRC
+	}
+	h.len = p + 4
+	return h, nil
+}
+
+// checkKey reports whether c's key is the one h was written with.
+func (c *codec) checkKey(h parsedHeader) bool {
+	ad := append([]byte(headerAD), h.sealed...)
+	_, err := c.aead.Open(nil, h.nonce, h.tag, ad)
+	return err == nil
+}
+
+// appendRecord appends r, framed and sealed, to dst.
+func (c *codec) appendRecord(dst []byte, r record) []byte {
+	start := len(dst)
+	dst = append(dst, make([]byte, frameSize)...)
+	body := len(dst)
+	dst = append(dst, r.kind)
+	dst = binary.BigEndian.AppendUint64(dst, r.seq)
+	for _, s := range []string{r.localpart, r.userID, r.status} {
+		dst = binary.BigEndian.AppendUint16(dst, uint16(len(s)))
+		dst = append(dst, s...)
+	}
+	meta := len(dst)
+	ad := make([]byte, 0, len(recordAD)+fileIDSize+meta-body)
+	ad = append(ad, recordAD...)
+	ad = append(ad, c.fileID[:]...)
+	ad = append(ad, dst[body:meta]...)
+	var nonce [nonceSize]byte
+	rand.Read(nonce[:])
+	dst = append(dst, nonce[:]...)
+	dst = c.aead.Seal(dst, nonce[:], []byte(r.password), ad)
+	dst = append(dst, endMarker)
+	binary.BigEndian.PutUint32(dst[start:], uint32(len(dst)-body))
+	binary.BigEndian.PutUint32(dst[start+4:], crc32.Checksum(dst[start:start+4], castagnoli))
+	return dst
+}
+
+var errBadRecord = errors.New("record fails authentication")
+
+// openRecord decodes and authenticates one record body.
+func (c *codec) openRecord(body []byte) (record, error) {
+	var r record
+	if len(body) < minBody {
+		return r, errBadRecord
+	}
+	r.kind = body[0]
+	r.seq = binary.BigEndian.Uint64(body[1:])
+	p := 9
+	var fields [3]string
+	for i := range fields {
+		if len(body) < p+2 {
+			return r, errBadRecord
+		}
+		n := int(binary.BigEndian.Uint16(body[p:]))
+		p += 2
+		if len(body) < p+n {
+			return r, errBadRecord
+		}
+		fields[i] = string(body[p : p+n])
+		p += n
+	}
+	if len(body) < p+nonceSize+tagSize+1 || body[len(body)-1] != endMarker {
+		return r, errBadRecord
+	}
+	body = body[:len(body)-1]
+	ad := make([]byte, 0, len(recordAD)+fileIDSize+p)
+	ad = append(ad, recordAD...)
+	ad = append(ad, c.fileID[:]...)
+	ad = append(ad, body[:p]...)
+	pw, err := c.aead.Open(nil, body[p:p+nonceSize], body[p+nonceSize:], ad)
+	if err != nil {
+		return r, errBadRecord
+	}
+	if r.kind != kindIntent && r.kind != kindOutcome {
+		// Authentic yet unknown: written by a newer format we do not understand.
+		return r, fmt.Errorf("unknown record kind %d", r.kind)
+	}
+	r.localpart, r.userID, r.status, r.password = fields[0], fields[1], fields[2], string(pw)
+	return r, nil
+}
+
+// replayed is what reading a journal's records gave.
+type replayed struct {
+	entries map[string]Entry
+	seq     uint64 // the last record's sequence number
+	end     int64  // offset just past the last whole record
+	torn    bool   // bytes after end are a torn write, to be cut off
+}
+
+// replay reads the records from r, which holds the size-start bytes of the journal
+// that follow its header at offset start. A damaged record is a *CorruptError, except
+// a torn write at the end, which is dropped: it was never fsynced, so no request that
+// depends on it ever left the process.
+func (c *codec) replay(r io.Reader, start, size int64) (replayed, error) {
+	st := replayed{entries: make(map[string]Entry), end: start}
+	br := bufio.NewReaderSize(r, 64<<10)
+	buf := make([]byte, frameSize, 512)
+	for off := start; off < size; {
+		rem := size - off
+		if rem < frameSize {
+			st.torn = true
+			return st, nil
+		}
+		buf = buf[:frameSize]
+		if _, err := io.ReadFull(br, buf); err != nil {
+			return st, fmt.Errorf("read journal at offset %d: %w", off, err)
+		}
+		n := binary.BigEndian.Uint32(buf)
+		if crc32.Checksum(buf[:4], castagnoli) != binary.BigEndian.Uint32(buf[4:]) {
+			return st, tornOrCorrupt(&st, off, off+frameSize, size, buf, br, "record length checksum mismatch")
+		}
+		if n < minBody || n > maxBody {
+			return st, &CorruptError{Offset: off, Reason: fmt.Sprintf("impossible record length %d", n)}
+		}
+		if int64(n) > rem-frameSize {
+			st.torn = true
+			return st, nil
+		}
+		buf = slices.Grow(buf, int(n))[:frameSize+int(n)]
+		if _, err := io.ReadFull(br, buf[frameSize:]); err != nil {
+			return st, fmt.Errorf("read journal at offset %d: %w", off, err)
+		}
+		end := off + frameSize + int64(n)
+		rec, err := c.openRecord(buf[frameSize:])
+		if errors.Is(err, errBadRecord) {
+			return st, tornOrCorrupt(&st, off, end, size, buf, br, err.Error())
+		}
+		if err != nil {
+			return st, &CorruptError{Offset: off, Reason: err.Error()}
+		}
+		if rec.seq != st.seq+1 {
+			return st, &CorruptError{Offset: off, Reason: fmt.Sprintf("record %d follows record %d", rec.seq, st.seq)}
+		}
+		st.seq = rec.seq
+		apply(st.entries, rec)
+		off = end
+		st.end = off
+	}
+	return st, nil
+}
+
+// tornOrCorrupt judges the damaged record at off, which would end at limit: it is a
+// torn write if from somewhere before limit to the end of the file there are only
+// zeros. head holds the bytes read from off so far, r the rest of the file.
+func tornOrCorrupt(st *replayed, off, limit, size int64, head []byte, r io.Reader, reason string) error {
+	z := off + int64(lastNonZero(head)) // just past the last non-zero byte
+	pos := off + int64(len(head))
+	chunk := make([]byte, 32<<10)
+	for {
+		n, err := r.Read(chunk)
+		if i := lastNonZero(chunk[:n]); i > 0 {
+			z = pos + int64(i)
+		}
+		pos += int64(n)
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("read journal at offset %d: %w", pos, err)
+		}
+	}
+	if z < size && z < limit {
+		st.torn = true
+		return nil
+	}
+	return &CorruptError{Offset: off, Reason: reason}
+}
+
+// lastNonZero returns the index just past the last non-zero byte of b, or 0.
+func lastNonZero(b []byte) int {
+	for i := len(b); i > 0; i-- {
+		if b[i-1] != 0 {
+			return i
+		}
+	}
+	return 0
+}
+
+// apply folds r into entries: a later record for a localpart supersedes earlier ones.
+func apply(entries map[string]Entry, r record) {
+	e, ok := entries[r.localpart]
+	switch r.kind {
+	case kindIntent:
+		e = Entry{Localpart: r.localpart, UserID: r.userID, Password: r.password, Seq: r.seq}
+	case kindOutcome:
+		if !ok {
+			// An outcome with no intent: a user found to exist before anything was sent.
+			e = Entry{Localpart: r.localpart, Seq: r.seq}
+		}
+		if r.userID != "" {
+			e.UserID = r.userID
+		}
+		e.Done, e.Status = true, r.status
+	}
+	entries[r.localpart] = e
+}

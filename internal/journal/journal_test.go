@@ -1,0 +1,559 @@
+package journal
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"sync"
+	"testing"
+)
+
+const hs = "https://matrix.example.org"
+
+var testKey = DeriveKey([]byte("registration shared secret"))
+
+func open(t *testing.T, path string, o Options) *Journal {
+	t.Helper()
+	if o.Homeserver == "" {
+		o.Homeserver = hs
+	}
+	j, err := Open(path, testKey, o)
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	t.Cleanup(func() { j.Close() })
+	return j
+}
+
+func state(t *testing.T, j *Journal) []Entry {
+	t.Helper()
+	var s []Entry
+	if err := j.Each(func(e Entry) error { s = append(s, e); return nil }); err != nil {
+		t.Fatalf("Each: %v", err)
+	}
+	return s
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestRoundTrip(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "journal")
+	j := open(t, path, Options{})
+	must(t, j.Intent("alice", "@alice:example.org", "pw-alice-1"))
+	must(t, j.Intent("bob", "@bob:example.org", "pw-bob"))
+	must(t, j.Outcome("alice", "", "created"))
+	must(t, j.Outcome("carol", "@carol:example.org", "exists")) // no intent before
+	must(t, j.Intent("dave", "@dave:example.org", ""))
+
+	want := []Entry{
+		{Localpart: "alice", UserID: "@alice:example.org", Password: "pw-alice-1", Done: true, Status: "created", Seq: 1},
+		{Localpart: "bob", UserID: "@bob:example.org", Password: "pw-bob", Seq: 2},
+		{Localpart: "carol", UserID: "@carol:example.org", Done: true, Status: "exists", Seq: 4},
+		{Localpart: "dave", UserID: "@dave:example.org", Seq: 5},
+	}
+	check := func(j *Journal) {
+		t.Helper()
+		if got := state(t, j); !reflect.DeepEqual(got, want) {
+			t.Errorf("Each:\n got %+v\nwant %+v", got, want)
+		}
+		if got := j.Pending(); !reflect.DeepEqual(got, []Entry{want[1], want[3]}) {
+			t.Errorf("Pending: got %+v", got)
+		}
+		if e, ok := j.Lookup("alice"); !ok || e != want[0] {
+			t.Errorf("Lookup(alice) = %+v, %v", e, ok)
+		}
+		if e, ok := j.Lookup("nobody"); ok {
+			t.Errorf("Lookup(nobody) = %+v, true", e)
+		}
+		if j.Len() != 4 {
+			t.Errorf("Len = %d, want 4", j.Len())
+		}
+	}
+	check(j)
+	must(t, j.Close())
+	check(open(t, path, Options{}))
+}
+
+func TestLaterRecordSupersedes(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "journal")
+	j := open(t, path, Options{})
+	must(t, j.Intent("alice", "@alice:example.org", "first"))
+	must(t, j.Outcome("alice", "", "created"))
+	must(t, j.Intent("bob", "@bob:example.org", "bob"))
+	must(t, j.Intent("alice", "@alice:example.org", "reset")) // a password reset
+	want := Entry{Localpart: "alice", UserID: "@alice:example.org", Password: "reset", Seq: 4}
+	if e, _ := j.Lookup("alice"); e != want {
+		t.Errorf("after reset: %+v, want %+v", e, want)
+	}
+	if p := j.Pending(); len(p) != 2 || p[0].Localpart != "bob" || p[1].Localpart != "alice" {
+		t.Errorf("Pending not in Seq order: %+v", p)
+	}
+	must(t, j.Outcome("alice", "@alice:other", "updated"))
+	want.UserID, want.Done, want.Status = "@alice:other", true, "updated"
+	must(t, j.Close())
+	if e, _ := open(t, path, Options{}).Lookup("alice"); e != want {
+		t.Errorf("replayed: %+v, want %+v", e, want)
+	}
+}
+
+func TestAfterClose(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "journal")
+	j := open(t, path, Options{})
+	must(t, j.Intent("alice", "@alice:example.org", "pw"))
+	must(t, j.Close())
+	for name, err := range map[string]error{
+		"Intent":  j.Intent("bob", "", "pw"),
+		"Outcome": j.Outcome("alice", "", "created"),
+		"Each":    j.Each(func(Entry) error { return nil }),
+		"Close":   j.Close(),
+	} {
+		if !errors.Is(err, ErrClosed) {
+			t.Errorf("%s after Close: %v, want ErrClosed", name, err)
+		}
+	}
+	if _, ok := j.Lookup("alice"); ok || j.Len() != 0 || j.Pending() != nil {
+		t.Error("a closed journal still hands out entries")
+	}
+	// The lock went with the file: another Open works.
+	if open(t, path, Options{}).Len() != 1 {
+		t.Error("reopened journal lost the intent")
+	}
+}
+
+func TestBadArguments(t *testing.T) {
+	t.Parallel()
+	j := open(t, filepath.Join(t.TempDir(), "journal"), Options{})
+	secret := strings.Repeat("s3cret", 20000)
+	for name, err := range map[string]error{
+		"empty localpart": j.Intent("", "@x:y", "pw"),
+		"empty status":    j.Outcome("alice", "", ""),
+		"long password":   j.Intent("alice", "@alice:y", secret),
+		"long localpart":  j.Intent(strings.Repeat("a", 70000), "", "pw"),
+	} {
+		if err == nil {
+			t.Errorf("%s: no error", name)
+		} else if strings.Contains(err.Error(), "s3cret") {
+			t.Errorf("%s: error shows the password: %.80s", name, err)
+		}
+	}
+	if j.Len() != 0 {
+		t.Errorf("rejected records were kept: Len = %d", j.Len())
+	}
+}
+
+func TestWrongKey(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "journal")
+	must(t, open(t, path, Options{}).Close())
+	before, _ := os.ReadFile(path)
+	_, err := Open(path, DeriveKey([]byte("another secret")), Options{Homeserver: hs})
+	if !errors.Is(err, ErrWrongKey) {
+		t.Fatalf("Open with another key: %v, want ErrWrongKey", err)
+	}
+	for _, s := range []string{path, "another shared secret or admin token", "--fresh"} {
+		if !strings.Contains(err.Error(), s) {
+			t.Errorf("error %q does not mention %q", err, s)
+		}
+	}
+	if after, _ := os.ReadFile(path); !bytes.Equal(before, after) {
+		t.Error("a failed Open changed the journal")
+	}
+}
+
+func TestDeriveKey(t *testing.T) {
+	t.Parallel()
+	a, b := DeriveKey([]byte("secret")), DeriveKey([]byte("secret"))
+	if a != b {
+		t.Error("DeriveKey is not deterministic")
+	}
+	if a == DeriveKey([]byte("secret2")) || a == [32]byte{} {
+		t.Error("DeriveKey ignores its input")
+	}
+}
+
+func TestHomeserver(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "journal")
+	must(t, open(t, path, Options{Homeserver: "https://a.example/"}).Close())
+
+	_, err := Open(path, testKey, Options{Homeserver: "https://b.example"})
+	if !errors.Is(err, ErrOtherHomeserver) {
+		t.Fatalf("Open for another homeserver: %v, want ErrOtherHomeserver", err)
+	}
+	for _, s := range []string{"https://a.example", "https://b.example", "--journal", "--fresh"} {
+		if !strings.Contains(err.Error(), s) {
+			t.Errorf("error %q does not mention %q", err, s)
+		}
+	}
+	// Trailing slashes do not make another homeserver; "" does not check.
+	must(t, open(t, path, Options{Homeserver: "https://a.example"}).Close())
+	must(t, open(t, path, Options{Homeserver: "https://a.example//"}).Close())
+	j, err := Open(path, testKey, Options{})
+	must(t, err)
+	must(t, j.Close())
+}
+
+func TestLocked(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "journal")
+	j := open(t, path, Options{})
+	must(t, j.Intent("alice", "", "pw"))
+	if _, err := Open(path, testKey, Options{Homeserver: hs}); !errors.Is(err, ErrLocked) {
+		t.Errorf("second Open: %v, want ErrLocked", err)
+	}
+	if _, err := Open(path, testKey, Options{Homeserver: hs, Fresh: true}); !errors.Is(err, ErrLocked) {
+		t.Errorf("Fresh Open of a journal in use: %v, want ErrLocked", err)
+	}
+	must(t, j.Intent("bob", "", "pw"))
+	must(t, j.Close())
+	if n := open(t, path, Options{}).Len(); n != 2 {
+		t.Errorf("after the refused Opens, Len = %d, want 2", n)
+	}
+}
+
+func TestFileMode(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "journal")
+	open(t, path, Options{})
+	fi, err := os.Stat(path)
+	must(t, err)
+	if m := fi.Mode().Perm(); m != 0o600 {
+		t.Errorf("mode %v, want 0600", m)
+	}
+}
+
+func TestPasswordsNeverInFile(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "journal")
+	j := open(t, path, Options{})
+	var pws []string
+	for i := range 50 {
+		pw := fmt.Sprintf("Pa55-word-%03d-xyz", i)
+		pws = append(pws, pw)
+		must(t, j.Intent(fmt.Sprintf("user%d", i), fmt.Sprintf("@user%d:example.org", i), pw))
+	}
+	must(t, j.Close())
+	raw, err := os.ReadFile(path)
+	must(t, err)
+	for _, pw := range pws {
+		// Also a part of it: a password split across a buffer edge, say.
+		if bytes.Contains(raw, []byte(pw)) || bytes.Contains(raw, []byte(pw[4:12])) {
+			t.Fatalf("password %q is in the file in plaintext", pw)
+		}
+	}
+	// The documented trade-off: who was touched stays readable.
+	if !bytes.Contains(raw, []byte("@user7:example.org")) || !bytes.HasPrefix(raw, []byte("provision journal\n")) {
+		t.Error("user IDs or the magic line are not readable in the file")
+	}
+	if e, _ := open(t, path, Options{}).Lookup("user7"); e.Password != pws[7] {
+		t.Errorf("replayed password %q, want %q", e.Password, pws[7])
+	}
+}
+
+func TestConcurrentIntents(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "journal")
+	j := open(t, path, Options{})
+	const workers, each = 64, 20
+	var wg sync.WaitGroup
+	errs := make([]error, workers)
+	for w := range workers {
+		wg.Go(func() {
+			for i := range each {
+				lp := fmt.Sprintf("u%d-%d", w, i)
+				if err := j.Intent(lp, "@"+lp+":example.org", "pw-"+lp); err != nil {
+					errs[w] = err
+					return
+				}
+				if i%2 == 0 {
+					if err := j.Outcome(lp, "", "created"); err != nil {
+						errs[w] = err
+						return
+					}
+				}
+			}
+		})
+	}
+	wg.Wait()
+	must(t, errors.Join(errs...))
+	live := state(t, j)
+	must(t, j.Close())
+
+	j = open(t, path, Options{})
+	replayed := state(t, j)
+	if len(replayed) != workers*each {
+		t.Fatalf("replay has %d entries, want %d", len(replayed), workers*each)
+	}
+	if !reflect.DeepEqual(live, replayed) {
+		t.Error("replayed state differs from the state before Close")
+	}
+	for _, e := range replayed {
+		if e.Password != "pw-"+e.Localpart {
+			t.Fatalf("%s: password %q", e.Localpart, e.Password)
+		}
+	}
+	if n := len(j.Pending()); n != workers*each/2 {
+		t.Errorf("Pending = %d, want %d", n, workers*each/2)
+	}
+}
+
+// writeJournal writes a journal with n users, each an intent then an outcome, and
+// returns the file size after each record.
+func writeJournal(t *testing.T, path string, n int) []int64 {
+	t.Helper()
+	j := open(t, path, Options{SyncWindow: -1})
+	var ends []int64
+	size := func() {
+		fi, err := os.Stat(path)
+		must(t, err)
+		ends = append(ends, fi.Size())
+	}
+	size()
+	for i := range n {
+		lp := fmt.Sprintf("user%d", i)
+		must(t, j.Intent(lp, "@"+lp+":example.org", "password-"+lp))
+		size()
+		must(t, j.Outcome(lp, "", "created"))
+		size()
+	}
+	must(t, j.Close())
+	return ends
+}
+
+func TestTornTail(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	full := filepath.Join(dir, "full")
+	ends := writeJournal(t, full, 2)
+	raw, err := os.ReadFile(full)
+	must(t, err)
+	last := ends[len(ends)-1]
+
+	// The state after each whole record.
+	states := make([][]Entry, len(ends))
+	for i, end := range ends {
+		path := filepath.Join(dir, fmt.Sprint("prefix", i))
+		must(t, os.WriteFile(path, raw[:end], 0o600))
+		j := open(t, path, Options{})
+		states[i] = state(t, j)
+		must(t, j.Close())
+	}
+	stateAt := func(cut int64) []Entry {
+		i := len(ends) - 1
+		for ends[i] > cut {
+			i--
+		}
+		return states[i]
+	}
+
+	cases := map[string]func(cut int64) []byte{
+		// A crash cuts the file anywhere in the last records.
+		"cut": func(cut int64) []byte { return raw[:cut] },
+		// The file grew before the data arrived: zeros from the cut to the end.
+		"zero-filled": func(cut int64) []byte {
+			return append(bytes.Clone(raw[:cut]), make([]byte, last-cut)...)
+		},
+	}
+	for name, torn := range cases {
+		// Cuts in the last two records: the last batch can hold several.
+		for cut := ends[len(ends)-3] + 1; cut < last; cut++ {
+			path := filepath.Join(dir, fmt.Sprintf("%s-%d", name, cut))
+			must(t, os.WriteFile(path, torn(cut), 0o600))
+			j, err := Open(path, testKey, Options{Homeserver: hs})
+			if err != nil {
+				t.Fatalf("%s at %d: Open: %v", name, cut, err)
+			}
+			want := stateAt(cut)
+			if got := state(t, j); !reflect.DeepEqual(got, want) {
+				t.Fatalf("%s at %d: state %+v, want %+v", name, cut, got, want)
+			}
+			// The torn bytes are gone, so what is appended next is readable.
+			must(t, j.Intent("zed", "@zed:example.org", "pw-zed"))
+			must(t, j.Close())
+			j = open(t, path, Options{})
+			got := state(t, j)
+			if len(got) != len(want)+1 || !reflect.DeepEqual(got[:len(want)], want) || got[len(want)].Password != "pw-zed" {
+				t.Fatalf("%s at %d: after append and reopen: %+v", name, cut, got)
+			}
+			must(t, j.Close())
+		}
+	}
+}
+
+func TestTornHeader(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	ends := writeJournal(t, filepath.Join(dir, "full"), 1)
+	raw, err := os.ReadFile(filepath.Join(dir, "full"))
+	must(t, err)
+	for cut := range ends[0] {
+		path := filepath.Join(dir, fmt.Sprint(cut))
+		must(t, os.WriteFile(path, raw[:cut], 0o600))
+		j, err := Open(path, testKey, Options{Homeserver: hs})
+		if err != nil {
+			t.Fatalf("header cut at %d: %v", cut, err)
+		}
+		must(t, j.Intent("alice", "", "pw"))
+		must(t, j.Close())
+		if e, ok := open(t, path, Options{}).Lookup("alice"); !ok || e.Password != "pw" {
+			t.Fatalf("header cut at %d: the new journal lost its record", cut)
+		}
+	}
+}
+
+func TestCorruption(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	ends := writeJournal(t, filepath.Join(dir, "full"), 2)
+	raw, err := os.ReadFile(filepath.Join(dir, "full"))
+	must(t, err)
+	// Every byte of a record in the middle, and of the last whole record: only a
+	// record cut short is a torn write.
+	for _, rec := range []int{1, len(ends) - 2} {
+		start, end := ends[rec], ends[rec+1]
+		for i := start; i < end; i++ {
+			b := bytes.Clone(raw)
+			b[i] ^= 0x20
+			path := filepath.Join(dir, fmt.Sprint(i))
+			must(t, os.WriteFile(path, b, 0o600))
+			_, err := Open(path, testKey, Options{Homeserver: hs})
+			ce, ok := errors.AsType[*CorruptError](err)
+			if !ok {
+				t.Fatalf("byte %d flipped: Open: %v, want a *CorruptError", i, err)
+			}
+			if ce.Offset != start || ce.Path != path {
+				t.Fatalf("byte %d flipped: error at offset %d of %s, want %d of %s", i, ce.Offset, ce.Path, start, path)
+			}
+			if !strings.Contains(err.Error(), fmt.Sprintf("offset %d", start)) {
+				t.Fatalf("error %q does not name the offset", err)
+			}
+			if got, _ := os.ReadFile(path); !bytes.Equal(got, b) {
+				t.Fatalf("byte %d flipped: Open changed the damaged journal", i)
+			}
+		}
+	}
+}
+
+func TestDamagedHeader(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	ends := writeJournal(t, filepath.Join(dir, "full"), 1)
+	raw, err := os.ReadFile(filepath.Join(dir, "full"))
+	must(t, err)
+	for i := range ends[0] {
+		b := bytes.Clone(raw)
+		b[i] ^= 0x01
+		path := filepath.Join(dir, fmt.Sprint(i))
+		must(t, os.WriteFile(path, b, 0o600))
+		j, err := Open(path, testKey, Options{})
+		if err == nil {
+			j.Close()
+			t.Fatalf("byte %d of the header flipped: Open succeeded", i)
+		}
+		if errors.Is(err, ErrWrongKey) {
+			t.Fatalf("byte %d of the header flipped: %v; want damage, not a wrong key", i, err)
+		}
+		if got, _ := os.ReadFile(path); !bytes.Equal(got, b) {
+			t.Fatalf("byte %d flipped: Open changed the damaged journal", i)
+		}
+	}
+}
+
+func TestNotAJournal(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "users.csv")
+	content := []byte("localpart,password\nalice,x\n")
+	must(t, os.WriteFile(path, content, 0o644))
+	_, err := Open(path, testKey, Options{Homeserver: hs})
+	if err == nil || !strings.Contains(err.Error(), "not a provision journal") {
+		t.Fatalf("Open of a CSV file: %v", err)
+	}
+	if got, _ := os.ReadFile(path); !bytes.Equal(got, content) {
+		t.Error("Open changed a file that is not a journal")
+	}
+}
+
+func TestFresh(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	path := filepath.Join(dir, "journal")
+
+	// No journal yet: Fresh just creates one.
+	j := open(t, path, Options{Fresh: true})
+	if j.Previous() != "" {
+		t.Errorf("Previous = %q with nothing to move", j.Previous())
+	}
+	must(t, j.Intent("alice", "", "first-password"))
+	must(t, j.Close())
+
+	// Fresh ignores the old key and homeserver, and keeps the old journal.
+	var olds []string
+	for i, pw := range []string{"second-password", "third-password"} {
+		j, err := Open(path, DeriveKey([]byte(fmt.Sprint("secret", i))), Options{Fresh: true, Homeserver: "https://other.example"})
+		must(t, err)
+		if j.Len() != 0 {
+			t.Errorf("fresh journal has %d entries", j.Len())
+		}
+		if !strings.HasPrefix(j.Previous(), path+".old-") {
+			t.Errorf("Previous = %q", j.Previous())
+		}
+		olds = append(olds, j.Previous())
+		must(t, j.Intent("alice", "", pw))
+		must(t, j.Close())
+	}
+	// Moved twice within a second: the names must still differ.
+	if olds[0] == olds[1] {
+		t.Fatalf("both old journals moved to %s", olds[0])
+	}
+	for _, c := range []struct {
+		path string
+		key  [32]byte
+		hs   string
+		pw   string
+	}{
+		{olds[0], testKey, hs, "first-password"},
+		{olds[1], DeriveKey([]byte("secret0")), "https://other.example", "second-password"},
+		{path, DeriveKey([]byte("secret1")), "https://other.example", "third-password"},
+	} {
+		j, err := Open(c.path, c.key, Options{Homeserver: c.hs})
+		must(t, err)
+		if e, _ := j.Lookup("alice"); e.Password != c.pw {
+			t.Errorf("%s: password %q, want %q", c.path, e.Password, c.pw)
+		}
+		must(t, j.Close())
+	}
+}
+
+// A failed write leaves the file's end unknown: nothing more may be written.
+func TestWriteFailureIsFinal(t *testing.T) {
+	t.Parallel()
+	j := open(t, filepath.Join(t.TempDir(), "journal"), Options{})
+	must(t, j.Intent("alice", "", "pw"))
+	j.f.Close() // the next write fails
+	if err := j.Intent("bob", "", "secret-pw"); err == nil {
+		t.Fatal("Intent succeeded on a failed file")
+	} else if strings.Contains(err.Error(), "secret-pw") {
+		t.Fatalf("error shows the password: %v", err)
+	}
+	if err := j.Outcome("alice", "", "created"); err == nil {
+		t.Error("Outcome succeeded after a failed write")
+	}
+	if _, ok := j.Lookup("bob"); ok {
+		t.Error("a record that never reached the disk is in the state")
+	}
+	if e, _ := j.Lookup("alice"); e.Done {
+		t.Error("an outcome refused after a failure is in the state")
+	}
+}

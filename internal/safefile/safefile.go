@@ -1,0 +1,193 @@
+// Package safefile writes files that hold secrets: readable by their owner
+// only (0600 whatever the umask), written to a temporary file next to the
+// target and renamed into place only when complete and synced, so that the
+// target never holds half a file, and never replacing an existing file
+// unless asked to.
+package safefile
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"runtime"
+)
+
+// Mode is the permission of every file this package writes.
+const Mode fs.FileMode = 0o600
+
+// File is a secret file being written. Write to it, then Commit to put it in
+// place or Abort to throw it away; deferring Abort right after Create is
+// always safe. A File is not safe for concurrent use.
+type File struct {
+	path      string
+	overwrite bool
+	tmp       *os.File
+	done      bool
+}
+
+// Create starts writing the file at path. Unless overwrite is set, an
+// existing path is an error satisfying errors.Is(err, fs.ErrExist), checked
+// both now and again at Commit.
+func Create(path string, overwrite bool) (*File, error) {
+	if !overwrite {
+		if err := checkAbsent(path); err != nil {
+			return nil, err
+		}
+	}
+	dir, base := filepath.Split(path)
+	if dir == "" {
+		dir = "."
+	}
+	// os.CreateTemp opens with O_CREATE|O_EXCL and mode 0600: nobody else
+	// can have the file open, and it never exists with wider permissions.
+	tmp, err := os.CreateTemp(dir, "."+base+".*.tmp")
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("create %s: directory %s does not exist; create it first: %w", path, dir, err)
+		}
+		return nil, fmt.Errorf("create %s: %w", path, err)
+	}
+	// The umask can only take bits away, and 0600 minus owner bits (umask
+	// 0200, say) would leave a file its owner cannot rewrite; set the mode
+	// explicitly.
+	if err := tmp.Chmod(Mode); err != nil {
+		tmp.Close()
+		os.Remove(tmp.Name())
+		return nil, fmt.Errorf("create %s: %w", path, err)
+	}
+	return &File{path: path, overwrite: overwrite, tmp: tmp}, nil
+}
+
+// Name is the path the file will have once committed.
+func (f *File) Name() string { return f.path }
+
+// Write writes to the temporary file.
+func (f *File) Write(p []byte) (int, error) {
+	if f.done {
+		return 0, fmt.Errorf("write %s: %w", f.path, fs.ErrClosed)
+	}
+	return f.tmp.Write(p)
+}
+
+// Commit syncs the written data to disk and puts the file in place. Without
+// overwrite it refuses, with an error satisfying errors.Is(err, fs.ErrExist),
+// when the target has appeared since Create. On any error the temporary file
+// is removed and the target is untouched.
+func (f *File) Commit() (err error) {
+	if f.done {
+		return fmt.Errorf("commit %s: %w", f.path, fs.ErrClosed)
+	}
+	f.done = true
+	tmp := f.tmp.Name()
+	defer func() {
+		if err != nil {
+			os.Remove(tmp)
+		}
+	}()
+	if err := f.tmp.Sync(); err != nil {
+		f.tmp.Close()
+		return fmt.Errorf("write %s: %w", f.path, err)
+	}
+	if err := f.tmp.Close(); err != nil {
+		return fmt.Errorf("write %s: %w", f.path, err)
+	}
+	if f.overwrite {
+		if err := os.Rename(tmp, f.path); err != nil {
+			return fmt.Errorf("write %s: %w", f.path, err)
+		}
+	} else if err := linkNoClobber(tmp, f.path); err != nil {
+		return err
+	}
+	return syncDir(filepath.Dir(f.path))
+}
+
+// linkNoClobber puts tmp at path unless path exists. link(2) fails with
+// EEXIST rather than replace anything, so there is no window between a check
+// and the rename for another process to slip a file in.
+func linkNoClobber(tmp, path string) error {
+	err := os.Link(tmp, path)
+	switch {
+	case err == nil:
+		// The data now has two names; drop the temporary one. If that fails
+		// the committed file is still complete, so this is not an error worth
+		// failing the run for, but leaving a second copy of a secret around
+		// is: report it.
+		if err := os.Remove(tmp); err != nil {
+			return fmt.Errorf("write %s: remove temporary copy %s: %w", path, tmp, err)
+		}
+		return nil
+	case errors.Is(err, fs.ErrExist):
+		return existsError(path)
+	}
+	// Some file systems (FAT, some network and FUSE mounts) have no hard
+	// links. Fall back to check-then-rename: a file created in the moment
+	// between the two is replaced, which is the best such a file system
+	// allows.
+	if err := checkAbsent(path); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return nil
+}
+
+// Abort closes and removes the temporary file, leaving the target as it was.
+// It does nothing after Commit or a previous Abort.
+func (f *File) Abort() {
+	if f.done {
+		return
+	}
+	f.done = true
+	f.tmp.Close()
+	os.Remove(f.tmp.Name())
+}
+
+// WriteFile writes data to path the way Create and Commit do.
+func WriteFile(path string, data []byte, overwrite bool) error {
+	f, err := Create(path, overwrite)
+	if err != nil {
+		return err
+	}
+	defer f.Abort()
+	if _, err := f.Write(data); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return f.Commit()
+}
+
+func checkAbsent(path string) error {
+	// Lstat, not Stat: a dangling symlink is still something in the way.
+	_, err := os.Lstat(path)
+	switch {
+	case err == nil:
+		return existsError(path)
+	case errors.Is(err, fs.ErrNotExist):
+		return nil
+	default:
+		return fmt.Errorf("create %s: %w", path, err)
+	}
+}
+
+func existsError(path string) error {
+	return fmt.Errorf("%s already exists; move it away, or use --force to overwrite it: %w", path, fs.ErrExist)
+}
+
+// syncDir makes the new directory entry durable: without it a crash right
+// after Commit can lose the file even though its data was synced.
+func syncDir(dir string) error {
+	if runtime.GOOS == "windows" {
+		return nil // directories cannot be opened for syncing there
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("sync directory %s: %w", dir, err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("sync directory %s: %w", dir, err)
+	}
+	return nil
+}
