@@ -1,0 +1,523 @@
+// Package batch runs a provisioning job: it takes roster users one by one, and for each
+// journals what it is about to do, sends the request through a bounded pool under a
+// shared rate limit, resolves what the server answered, hands the credential off and
+// reports the outcome.
+//
+// One user's failure is a row in the report, never an error that stops the others. Run
+// returns an error only when the run itself cannot go on: the journal, the report or the
+// handoff cannot be written, so continuing could lose a password.
+package batch
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/provision-matrix/provision/internal/journal"
+	"github.com/provision-matrix/provision/internal/matrix"
+	"github.com/provision-matrix/provision/internal/report"
+	"github.com/provision-matrix/provision/internal/roster"
+)
+
+// Server is what the batch needs of the homeserver in shared-secret mode.
+// *matrix.Client satisfies it.
+type Server interface {
+	RegisterSharedSecret(ctx context.Context, secret []byte, r matrix.Registration) (matrix.Registered, error)
+	LoginSession(ctx context.Context, user, password string) (matrix.Session, error)
+	Logout(ctx context.Context, token string) error
+	UsernameAvailable(ctx context.Context, localpart string) (matrix.Availability, error)
+}
+
+// Journal is the write-ahead log. *journal.Journal satisfies it.
+type Journal interface {
+	Lookup(localpart string) (journal.Entry, bool)
+	Intent(localpart, userID, password string) error
+	Outcome(localpart, userID, status string) error
+}
+
+// Passwords makes a new password for a user who has none in the roster.
+type Passwords interface {
+	Generate() (string, error)
+}
+
+// Handoff delivers a created user's credential: into the operator's encrypted file,
+// the user's own welcome file, or both. An error stops the run: a password that cannot
+// be handed off must not be followed by more.
+type Handoff interface {
+	Deliver(u roster.User, userID, password string, again bool) error
+}
+
+// Sink receives report rows, in roster order.
+type Sink interface {
+	Write(report.Row) error
+}
+
+// Source streams the roster's users in order.
+type Source func(yield func(roster.User) error) error
+
+// Journal statuses beyond the report's own: a created user whose credential has been
+// committed to the handoff needs nothing more, ever.
+const (
+	StatusDelivered = "delivered"
+)
+
+// Options tune a run.
+type Options struct {
+	Concurrency    int
+	Rate           float64 // requests started per second; 0 = no limit
+	ServerName     string  // "" = learn it from the first registration
+	DryRun         bool
+	MaxAttempts    int           // per user, for network errors and 5xx; default 5
+	Max429         int           // per user, for 429 answers; default 50
+	RequestTimeout time.Duration // default 60 s
+	BackoffBase    time.Duration // default 250 ms
+	BackoffMax     time.Duration // default 30 s
+}
+
+// Runner runs one job.
+type Runner struct {
+	Server    Server
+	Secret    []byte
+	Passwords Passwords
+	Journal   Journal // nil in a dry run
+	Handoff   Handoff // nil in a dry run
+	Sink      Sink
+	// OnRow, if set, sees every row as it is reported (for progress bars).
+	OnRow func(report.Row)
+	Log   *slog.Logger
+	Opts  Options
+
+	// Seams for tests.
+	Now    func() time.Time
+	Sleep  func(context.Context, time.Duration) error
+	Jitter func(n int64) int64 // uniform in [0, n)
+
+	serverName sync.Mutex
+	sn         string
+	throttle   *throttle
+}
+
+// ErrInterrupted is returned (wrapped) when the run stopped before every user was done.
+var ErrInterrupted = errors.New("interrupted")
+
+func (r *Runner) defaults() {
+	o := &r.Opts
+	if o.Concurrency < 1 {
+		o.Concurrency = 1
+	}
+	if o.MaxAttempts < 1 {
+		o.MaxAttempts = 5
+	}
+	if o.Max429 < 1 {
+		o.Max429 = 50
+	}
+	if o.RequestTimeout <= 0 {
+		o.RequestTimeout = 60 * time.Second
+	}
+	if o.BackoffBase <= 0 {
+		o.BackoffBase = 250 * time.Millisecond
+	}
+	if o.BackoffMax <= 0 {
+		o.BackoffMax = 30 * time.Second
+	}
+	if r.Now == nil {
+		r.Now = time.Now
+	}
+	if r.Sleep == nil {
+		r.Sleep = sleepCtx
+	}
+	if r.Jitter == nil {
+		r.Jitter = rand.Int64N
+	}
+	if r.Log == nil {
+		r.Log = slog.New(slog.DiscardHandler)
+	}
+	r.sn = o.ServerName
+	r.throttle = newThrottle(o.Rate, r.Now, r.Sleep)
+}
+
+// ServerName is the server name in user IDs, once known.
+func (r *Runner) ServerName() string {
+	r.serverName.Lock()
+	defer r.serverName.Unlock()
+	return r.sn
+}
+
+func (r *Runner) learnServerName(userID string) {
+	if i := strings.IndexByte(userID, ':'); i > 0 {
+		r.serverName.Lock()
+		if r.sn == "" {
+			r.sn = userID[i+1:]
+		}
+		r.serverName.Unlock()
+	}
+}
+
+func (r *Runner) userID(localpart string) string {
+	if sn := r.ServerName(); sn != "" {
+		return "@" + localpart + ":" + sn
+	}
+	return ""
+}
+
+// Run provisions every user of src. Cancelling ctx stops new users from starting;
+// requests already sent are allowed to finish (each under its own timeout) so that
+// their outcome is journaled and handed off. Users never started are reported as
+// skipped and the returned error wraps ErrInterrupted.
+func (r *Runner) Run(ctx context.Context, src Source) (*report.Summary, error) {
+	r.defaults()
+	sum := report.NewSummary(r.Now())
+	window := max(256, 16*r.Opts.Concurrency)
+	ord := newOrderer(window, func(row report.Row) error {
+		if row.UserID == "" {
+			row.UserID = r.userID(row.Localpart)
+		}
+		sum.Add(row)
+		if r.OnRow != nil {
+			r.OnRow(row)
+		}
+		return r.Sink.Write(row)
+	})
+
+	// Requests in flight outlive a cancelled ctx (see above); fatal errors of the run
+	// itself cancel everything through the errgroup's context.
+	g, gctx := errgroup.WithContext(context.WithoutCancel(ctx))
+	g.SetLimit(r.Opts.Concurrency)
+	stop := func() bool { return ctx.Err() != nil || gctx.Err() != nil }
+
+	index := 0
+	interrupted := false
+	srcErr := src(func(u roster.User) error {
+		i := index
+		index++
+		if err := ord.reserve(gctx, i); err != nil {
+			return err
+		}
+		if stop() {
+			interrupted = interrupted || ctx.Err() != nil
+			return ord.done(i, skippedRow(u, "interrupted before it started: run the same command again to finish"))
+		}
+		g.Go(func() error {
+			row, err := r.provision(ctx, gctx, u)
+			if err != nil {
+				return err
+			}
+			return ord.done(i, row)
+		})
+		return nil
+	})
+	gErr := g.Wait()
+	sum.Finished = r.Now()
+	switch {
+	case gErr != nil:
+		return sum, gErr
+	case ord.err != nil:
+		return sum, ord.err
+	case srcErr != nil:
+		return sum, fmt.Errorf("reading the roster: %w", srcErr)
+	case interrupted || ctx.Err() != nil:
+		return sum, fmt.Errorf("%w: %w", ErrInterrupted, context.Cause(ctx))
+	}
+	return sum, nil
+}
+
+func skippedRow(u roster.User, why string) report.Row {
+	return report.Row{Localpart: u.Localpart, Status: report.Skipped, Error: why}
+}
+
+// provision takes one user to a final row. stopCtx ends waiting (limiter, backoff);
+// reqCtx bounds requests (it ends only when the run itself fails).
+func (r *Runner) provision(stopCtx, reqCtx context.Context, u roster.User) (report.Row, error) {
+	row := report.Row{Localpart: u.Localpart}
+	note := ""
+	if u.Original != "" {
+		note = fmt.Sprintf("written as %q in the roster; user IDs are lower case", u.Original)
+	}
+	if r.Opts.DryRun {
+		return r.dryRun(stopCtx, reqCtx, u, note), nil
+	}
+
+	st := userState{}
+	if r.Journal != nil {
+		if e, ok := r.Journal.Lookup(u.Localpart); ok {
+			switch {
+			case e.Done && e.Status == StatusDelivered:
+				// Created and handed off by an earlier run: it is simply there now.
+				row.UserID, row.Status, row.Error = e.UserID, report.Exists, join(note, "created and handed off by an earlier run of provision")
+				return row, nil
+			case e.Done && e.Status == string(report.Created):
+				// Created by a run that stopped before its handoff was committed:
+				// hand the journaled password off again.
+				if err := r.Handoff.Deliver(u, e.UserID, e.Password, true); err != nil {
+					return row, fmt.Errorf("handing off %s: %w", e.UserID, err)
+				}
+				r.learnServerName(e.UserID)
+				row.UserID, row.Status, row.Error = e.UserID, report.Created, join(note, "created by an earlier, interrupted run; its password is in this run's handoff")
+				return row, nil
+			case e.Done && e.Status == string(report.Exists):
+				row.UserID, row.Status, row.Error = e.UserID, report.Exists, note
+				return row, nil
+			default:
+				// An intent with no outcome, or a failure: the request may have
+				// reached the server. Resolve it with the same password.
+				if e.Password != "" {
+					st.password = e.Password
+					st.maybeLanded = true
+					st.journaled = true
+				}
+			}
+		}
+	}
+
+	if st.password == "" {
+		st.password = u.Password
+		if st.password == "" {
+			pw, err := r.Passwords.Generate()
+			if err != nil {
+				return row, fmt.Errorf("generating a password: %w", err)
+			}
+			st.password = pw
+		}
+	}
+	if !st.journaled {
+		if err := r.Journal.Intent(u.Localpart, r.userID(u.Localpart), st.password); err != nil {
+			return row, fmt.Errorf("journal: %w", err)
+		}
+	}
+
+	out := r.register(stopCtx, reqCtx, u, &st)
+	row.Attempts = st.attempts
+	row.UserID = out.userID
+	row.Status = out.status
+	row.Errcode = out.errcode
+	row.Error = join(note, scrub(out.message, st.password))
+
+	switch out.status {
+	case report.Created:
+		r.learnServerName(out.userID)
+		if err := r.Journal.Outcome(u.Localpart, out.userID, string(report.Created)); err != nil {
+			return row, fmt.Errorf("journal: %w", err)
+		}
+		if err := r.Handoff.Deliver(u, out.userID, st.password, false); err != nil {
+			return row, fmt.Errorf("handing off %s: %w", out.userID, err)
+		}
+	case report.Exists, report.Failed:
+		if err := r.Journal.Outcome(u.Localpart, out.userID, string(out.status)); err != nil {
+			return row, fmt.Errorf("journal: %w", err)
+		}
+	}
+	return row, nil
+}
+
+type userState struct {
+	password    string
+	journaled   bool
+	maybeLanded bool // an earlier attempt (or run) may have created the account
+	attempts    int
+}
+
+type outcome struct {
+	status           report.Status
+	userID           string
+	errcode, message string
+}
+
+// register sends the registration until it has a definite answer.
+func (r *Runner) register(stopCtx, reqCtx context.Context, u roster.User, st *userState) outcome {
+	if st.maybeLanded {
+		// Ask before acting: if the account exists and takes the journaled password,
+		// an earlier attempt created it.
+		if o, ok := r.checkLanded(stopCtx, reqCtx, u, st); ok {
+			return o
+		}
+	}
+	retries, limited := 0, 0
+	for {
+		if err := r.throttle.wait(stopCtx); err != nil {
+			return interruptedOutcome(st)
+		}
+		st.attempts++
+		ctx, cancel := context.WithTimeout(reqCtx, r.Opts.RequestTimeout)
+		reg, err := r.Server.RegisterSharedSecret(ctx, r.Secret, matrix.Registration{
+			Localpart:   u.Localpart,
+			Password:    st.password,
+			DisplayName: u.DisplayName,
+			UserType:    u.UserType,
+			Admin:       u.Admin,
+		})
+		cancel()
+		if err == nil {
+			r.throttle.ok()
+			return outcome{status: report.Created, userID: reg.UserID}
+		}
+		var merr *matrix.Error
+		if errors.As(err, &merr) && merr.Errcode == "M_USER_IN_USE" {
+			r.throttle.ok()
+			if st.maybeLanded {
+				if o, ok := r.checkLanded(stopCtx, reqCtx, u, st); ok {
+					return o
+				}
+			}
+			return outcome{status: report.Exists, userID: r.userID(u.Localpart)}
+		}
+		kind, wait := matrix.Classify(err)
+		switch kind {
+		case matrix.RateLimited:
+			limited++
+			r.throttle.rateLimited(wait)
+			r.Log.Debug("rate limited", "user", u.Localpart, "retry_after", wait, "rate", float64(r.throttle.limit()))
+			if limited >= r.Opts.Max429 {
+				return failedOutcome(err, fmt.Sprintf("still rate limited after %d tries", limited))
+			}
+			continue
+		case matrix.Retry:
+			if matrix.MayHaveLanded(err) {
+				st.maybeLanded = true
+			}
+			retries++
+			if retries >= r.Opts.MaxAttempts {
+				return failedOutcome(err, fmt.Sprintf("gave up after %d tries", st.attempts))
+			}
+			d := r.backoff(retries)
+			r.Log.Debug("retrying", "user", u.Localpart, "after", d, "error", scrub(err.Error(), st.password))
+			if err := r.Sleep(stopCtx, d); err != nil {
+				return interruptedOutcome(st)
+			}
+			continue
+		default:
+			return failedOutcome(err, "")
+		}
+	}
+}
+
+// checkLanded logs in with the password this run (or an interrupted one) sent. Success
+// means the account is ours: created, not merely existing. ok is false when the
+// question could not be settled; the caller then registers, which is safe because
+// shared-secret registration never changes an existing account.
+func (r *Runner) checkLanded(stopCtx, reqCtx context.Context, u roster.User, st *userState) (outcome, bool) {
+	for try := 1; try <= r.Opts.MaxAttempts; try++ {
+		if err := r.throttle.wait(stopCtx); err != nil {
+			return interruptedOutcome(st), true
+		}
+		ctx, cancel := context.WithTimeout(reqCtx, r.Opts.RequestTimeout)
+		sess, err := r.Server.LoginSession(ctx, u.Localpart, st.password)
+		cancel()
+		if err == nil {
+			ctx, cancel := context.WithTimeout(reqCtx, r.Opts.RequestTimeout)
+			if lerr := r.Server.Logout(ctx, sess.AccessToken); lerr != nil {
+				r.Log.Warn("could not log out the session opened to check an account", "user", u.Localpart, "error", lerr.Error())
+			}
+			cancel()
+			st.maybeLanded = false
+			userID := sess.UserID
+			if userID == "" {
+				userID = r.userID(u.Localpart)
+			}
+			return outcome{status: report.Created, userID: userID}, true
+		}
+		var merr *matrix.Error
+		if errors.As(err, &merr) && (merr.Errcode == "M_FORBIDDEN" || merr.Errcode == "M_USER_DEACTIVATED") {
+			// Wrong password or no such user: our request did not create it.
+			st.maybeLanded = false
+			return outcome{}, false
+		}
+		kind, wait := matrix.Classify(err)
+		switch kind {
+		case matrix.RateLimited:
+			r.throttle.rateLimited(wait)
+			continue
+		case matrix.Retry:
+			if err := r.Sleep(stopCtx, r.backoff(try)); err != nil {
+				return interruptedOutcome(st), true
+			}
+			continue
+		}
+		return outcome{}, false
+	}
+	return outcome{}, false
+}
+
+// backoff is "full jitter" exponential backoff: uniform in [0, min(max, base·2^n)).
+// Spreading retries randomly keeps a pool that failed together from retrying together.
+func (r *Runner) backoff(n int) time.Duration {
+	ceil := r.Opts.BackoffBase << min(n, 20)
+	if ceil <= 0 || ceil > r.Opts.BackoffMax {
+		ceil = r.Opts.BackoffMax
+	}
+	return time.Duration(r.Jitter(int64(ceil)))
+}
+
+func interruptedOutcome(st *userState) outcome {
+	msg := "interrupted before it finished: run the same command again to finish"
+	if st.maybeLanded {
+		msg = "interrupted while the server's answer was unknown: run the same command again, which will find out"
+	}
+	return outcome{status: report.Skipped, message: msg}
+}
+
+func failedOutcome(err error, prefix string) outcome {
+	o := outcome{status: report.Failed}
+	var merr *matrix.Error
+	if errors.As(err, &merr) {
+		o.errcode = merr.Errcode
+		o.message = merr.Message
+		if o.message == "" {
+			o.message = fmt.Sprintf("HTTP %d", merr.Status)
+		}
+	} else {
+		o.message = err.Error()
+	}
+	if prefix != "" {
+		o.message = prefix + ": " + o.message
+	}
+	return o
+}
+
+func (r *Runner) dryRun(stopCtx, reqCtx context.Context, u roster.User, note string) report.Row {
+	row := report.Row{Localpart: u.Localpart}
+	if err := r.throttle.wait(stopCtx); err != nil {
+		return skippedRow(u, "interrupted before it started")
+	}
+	ctx, cancel := context.WithTimeout(reqCtx, r.Opts.RequestTimeout)
+	defer cancel()
+	row.Attempts = 0 // nothing that changes state was sent
+	av, err := r.Server.UsernameAvailable(ctx, u.Localpart)
+	switch {
+	case err != nil:
+		o := failedOutcome(err, "checking whether it exists")
+		row.Status, row.Errcode, row.Error = report.Failed, o.errcode, join(note, o.message)
+	case av == matrix.Taken:
+		row.Status, row.Error = report.Exists, note
+	case av == matrix.Available:
+		row.Status, row.Error = report.Skipped, join(note, "dry run: would be created")
+	default:
+		row.Status, row.Error = report.Skipped, join(note, "dry run: would be created unless it exists; this server does not tell whether it exists while public registration is off")
+	}
+	return row
+}
+
+// scrub removes a password from a server's message: no server should echo one, but a
+// report must not hold it even if one does.
+func scrub(msg, password string) string {
+	if password == "" || msg == "" {
+		return msg
+	}
+	return strings.ReplaceAll(msg, password, "[REDACTED]")
+}
+
+func join(a, b string) string {
+	switch {
+	case a == "":
+		return b
+	case b == "":
+		return a
+	}
+	return a + "; " + b
+}
