@@ -53,7 +53,18 @@ const rootExample = `  # Make an age key for yourself once (Debian/Ubuntu: apt i
   # See what would happen, without creating anyone
   provision --dry-run --shared-secret-file secret.txt team.csv`
 
+// streams are the command's standard streams.
+type streams struct {
+	stdin          io.Reader
+	stdout, stderr io.Writer
+}
+
+// subcommands are added to the root command in this order. Each lives in its own
+// file and appends itself here from an init function.
+var subcommands []func(streams) *cobra.Command
+
 func newRootCmd(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
+	io := streams{stdin, stdout, stderr}
 	root := &cobra.Command{
 		Use:           "provision [flags] ROSTER",
 		Short:         "Create Matrix accounts in bulk from a CSV or YAML roster",
@@ -64,33 +75,69 @@ func newRootCmd(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
 		SilenceErrors: true,
 		Version:       version,
 	}
-	config.RegisterFlags(root.Flags())
 	root.SetIn(stdin)
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
-		return usageError{fmt.Errorf("%w\n  hint: see provision --help", err)}
+		return usageError{fmt.Errorf("%w\n  hint: see provision %s --help", err, c.Name())}
 	})
-	root.RunE = func(cmd *cobra.Command, args []string) error {
-		cfg, err := config.Load(cmd.Flags(), args, os.Getenv)
-		if err != nil {
-			var ce *config.Error
-			if errors.As(err, &ce) {
-				return usageError{err}
-			}
-			return err
-		}
-		return runProvision(cmd.Context(), cfg, stdin, stdout, stderr)
+	// "provision ROSTER" is "provision run ROSTER": the common case needs no verb.
+	config.RegisterFlags(root.Flags())
+	root.RunE = func(cmd *cobra.Command, args []string) error { return runE(cmd, args, io) }
+	for _, mk := range subcommands {
+		root.AddCommand(mk(io))
 	}
-	root.AddCommand(&cobra.Command{
+	return root
+}
+
+func init() {
+	subcommands = append(subcommands, newRunCmd, newVersionCmd)
+}
+
+func newRunCmd(io streams) *cobra.Command {
+	c := &cobra.Command{
+		Use:     "run [flags] ROSTER",
+		Short:   "Create the roster's users (the default command)",
+		Long:    rootLong,
+		Example: rootExample,
+		Args:    cobra.ArbitraryArgs,
+	}
+	config.RegisterFlags(c.Flags())
+	c.RunE = func(cmd *cobra.Command, args []string) error { return runE(cmd, args, io) }
+	return c
+}
+
+func newVersionCmd(io streams) *cobra.Command {
+	return &cobra.Command{
 		Use:   "version",
 		Short: "Print provision's version",
 		Args:  cobra.NoArgs,
 		Run: func(cmd *cobra.Command, args []string) {
-			fmt.Fprintf(stdout, "provision %s\n", version)
+			fmt.Fprintf(io.stdout, "provision %s\n", version)
 		},
-	})
-	return root
+	}
+}
+
+// loadConfig turns a command's flags and arguments into a Config; its errors are
+// usage errors (exit 2).
+func loadConfig(cmd *cobra.Command, args []string) (*config.Config, error) {
+	cfg, err := config.Load(cmd.Flags(), args, os.Getenv)
+	if err != nil {
+		var ce *config.Error
+		if errors.As(err, &ce) {
+			return nil, usageError{err}
+		}
+		return nil, err
+	}
+	return cfg, nil
+}
+
+func runE(cmd *cobra.Command, args []string, io streams) error {
+	cfg, err := loadConfig(cmd, args)
+	if err != nil {
+		return err
+	}
+	return runProvision(cmd.Context(), cfg, io.stdin, io.stdout, io.stderr)
 }
 
 // run is main without the process: tests call it directly.
