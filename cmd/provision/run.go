@@ -341,9 +341,9 @@ func preflight(ctx context.Context, c *matrix.Client, cfg *config.Config, log *s
 		return res, failure{err: fmt.Errorf("no Matrix homeserver answers at %s: %w", cfg.Homeserver, err),
 			hint: "check --homeserver: it is the URL clients use (the one in Element's login screen), e.g. https://matrix.example.org"}
 	}
-	if !cfg.DryRun {
-		// Checks the secret itself without creating anyone, so a wrong secret stops
-		// the run here instead of failing every user.
+	{
+		// Checks the secret itself without creating anyone (a dry run too), so a
+		// wrong secret stops the run here instead of failing every user.
 		if err := c.VerifySharedSecret(ctx, cfg.SharedSecret); err != nil {
 			if errors.Is(err, matrix.ErrSharedSecretMismatch) {
 				return res, usageError{fmt.Errorf("%w\n  hint: the secret from %s is not the one in the server's config (registration_shared_secret)", err, cfg.SharedSecretSource)}
