@@ -228,7 +228,8 @@ func (s *Summary) String() string {
 	}
 	d := s.Duration().Round(time.Millisecond)
 	line := fmt.Sprintf("%d users: %s in %s", s.Total, strings.Join(parts, ", "), d)
-	if secs := s.Duration().Seconds(); secs > 0 && s.Total > 0 {
+	// A rate over a few milliseconds (a re-run with nothing to do) means nothing.
+	if secs := s.Duration().Seconds(); secs >= 0.1 && s.Total > 0 {
 		line += fmt.Sprintf(" (%.1f users/s)", float64(s.Total)/secs)
 	}
 	return line

@@ -139,6 +139,10 @@ func TestSummary(t *testing.T) {
 	if got := s.String(); got != want {
 		t.Errorf("summary\n got %q\nwant %q", got, want)
 	}
+	s.Finished = start.Add(3 * time.Millisecond)
+	if got := s.String(); strings.Contains(got, "users/s") {
+		t.Errorf("a 3 ms run shows a rate: %q", got)
+	}
 }
 
 func BenchmarkCSVRow(b *testing.B) {
