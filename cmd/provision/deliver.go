@@ -15,8 +15,9 @@ import (
 
 // delivery hands each created user's password off: to the user's own welcome file when
 // the roster names their key, and to the operator's credentials file unless only the
-// user may see it. It remembers whom it delivered to so that, once the credentials file
-// is safely in place, the journal can record that nothing more is owed to them.
+// user may see it. It keeps no list of whom it delivered to: once the credentials file
+// is safely in place, one journal checkpoint records that nothing more is owed to any
+// user this run created (see finishHandoff).
 type delivery struct {
 	creds        *handoff.Credentials
 	homeserver   string
@@ -24,13 +25,10 @@ type delivery struct {
 	operatorCopy bool
 	force        bool
 
-	mu        sync.Mutex
-	madeDir   bool
-	delivered []deliveredUser
-	welcomes  int
+	mu       sync.Mutex
+	madeDir  bool
+	welcomes int
 }
-
-type deliveredUser struct{ localpart, userID string }
 
 var _ batch.Handoff = (*delivery)(nil)
 
@@ -61,9 +59,6 @@ func (d *delivery) Deliver(u roster.User, userID, pw string, again bool) error {
 			return err
 		}
 	}
-	d.mu.Lock()
-	d.delivered = append(d.delivered, deliveredUser{u.Localpart, userID})
-	d.mu.Unlock()
 	return nil
 }
 
@@ -81,18 +76,25 @@ func (d *delivery) mkdir() error {
 }
 
 // finishHandoff commits the credentials file (or drops it when nobody needs it) and
-// then records in the journal that those users' passwords are delivered.
+// then records in the journal, with one checkpoint, that the passwords of every user
+// this run created are delivered.
+//
+// The checkpoint is written only when every created user's password is in a file
+// that is in place: after a run that completed or was interrupted (users in flight
+// finish their handoff first). A run stopped by an error may have journaled a user as
+// created and then failed to hand the password off; without a checkpoint the next run
+// hands all of this run's users off again, which costs a duplicate line at most.
 func finishHandoff(cfg *config.Config, creds *handoff.Credentials, jr *journal.Journal, d *delivery, runErr error, ui *ui) error {
 	if creds == nil || d == nil {
 		return nil
 	}
-	var err error
+	n := creds.Count()
 	switch {
-	case creds.Count() > 0:
-		if err = creds.Commit(); err != nil {
+	case n > 0:
+		if err := creds.Commit(); err != nil {
 			return fmt.Errorf("writing the credentials file %s: %w (the passwords are still in the journal %s: run the same command again)", cfg.Credentials, err, cfg.Journal)
 		}
-		ui.credentialsWritten(creds.Count(), cfg)
+		ui.credentialsWritten(n, cfg)
 	default:
 		creds.Abort()
 		if d.welcomes == 0 && runErr == nil {
@@ -102,16 +104,16 @@ func finishHandoff(cfg *config.Config, creds *handoff.Credentials, jr *journal.J
 	if d.welcomes > 0 {
 		ui.info(fmt.Sprintf("%d welcome file(s), each encrypted to its user's own key, are in %s/", d.welcomes, cfg.HandoffDir))
 	}
-	var errs []error
-	for _, u := range d.delivered {
-		if err := jr.Outcome(u.localpart, u.userID, batch.StatusDelivered); err != nil {
-			errs = append(errs, err)
-			break
-		}
+	if n == 0 && d.welcomes == 0 {
+		return nil // nothing was handed off, so nothing to record
 	}
-	if len(errs) > 0 {
+	if runErr != nil && !errors.Is(runErr, batch.ErrInterrupted) {
+		ui.log.Warn("the run stopped on an error, so the next run will hand this run's passwords off once more")
+		return nil
+	}
+	if err := jr.Checkpoint(); err != nil {
 		// Not fatal: the next run hands these passwords off once more.
-		ui.log.Warn("could not record the handoff in the journal; the next run will hand these passwords off again", "error", errors.Join(errs...).Error())
+		ui.log.Warn("could not record the handoff in the journal; the next run will hand these passwords off again", "error", err.Error())
 	}
 	return nil
 }

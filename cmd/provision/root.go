@@ -79,7 +79,7 @@ func newRootCmd(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
-		return usageError{fmt.Errorf("%w\n  hint: see provision %s --help", err, c.Name())}
+		return usageError{fmt.Errorf("%w\n  hint: see %s --help", err, c.CommandPath())}
 	})
 	// "provision ROSTER" is "provision run ROSTER": the common case needs no verb.
 	config.RegisterFlags(root.Flags())
@@ -109,9 +109,10 @@ func newRunCmd(io streams) *cobra.Command {
 
 func newVersionCmd(io streams) *cobra.Command {
 	return &cobra.Command{
-		Use:   "version",
-		Short: "Print provision's version",
-		Args:  cobra.NoArgs,
+		Use:     "version",
+		Short:   "Print provision's version",
+		Example: "  provision version",
+		Args:    cobra.NoArgs,
 		Run: func(cmd *cobra.Command, args []string) {
 			fmt.Fprintf(io.stdout, "provision %s\n", version)
 		},

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -32,7 +33,10 @@ import (
 // the two passes (check, then provision). A larger roster belongs in a file.
 const maxStdinRoster = 512 << 20
 
-func runProvision(ctx context.Context, cfg *config.Config, stdin io.Reader, stdout, stderr io.Writer) error {
+func runProvision(ctx context.Context, cfg *config.Config, stdin io.Reader, stdout, stderr io.Writer) (err error) {
+	limitMemory()
+	metrics := startMetrics(cfg)
+	defer func() { err = metrics.finish(err, stderr) }()
 	secrets := &redact.Set{}
 	secrets.Add(string(cfg.SharedSecret))
 	secrets.Add(string(cfg.AdminToken))
@@ -42,13 +46,20 @@ func runProvision(ctx context.Context, cfg *config.Config, stdin io.Reader, stdo
 	for _, w := range cfg.Warnings {
 		log.Warn(w)
 	}
+	if w := metricsWarning(cfg); w != "" {
+		log.Warn(w)
+	}
 	if cfg.Timeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeoutCause(ctx, cfg.Timeout, fmt.Errorf("--timeout %s reached", cfg.Timeout))
 		defer cancel()
 	}
-	if cfg.SharedSecret == nil {
-		return usageError{errors.New("the admin-token mode (--admin-token-file) is not available yet: give the registration shared secret instead (--shared-secret-file)")}
+	if cfg.AdminToken != nil {
+		// An admin token wins over a shared secret: it can do all the secret can and
+		// more (see runAdmin in admin.go).
+		sum, err := runAdmin(ctx, cfg, stdin, stdout, ui)
+		metrics.sum = sum
+		return err
 	}
 
 	// 1. The roster, offline: every problem is reported before anything is sent.
@@ -56,12 +67,18 @@ func runProvision(ctx context.Context, cfg *config.Config, stdin io.Reader, stdo
 	if err != nil {
 		return err
 	}
+	columns, err := roster.ParseColumns(cfg.Columns)
+	if err != nil {
+		return usageError{err}
+	}
 	localPolicy := password.Policy(cfg.Policy)
+	withRecipient := false // some user has a key of their own: the handoff directory is needed
 	ropts := roster.Options{
+		Columns:        columns,
 		Format:         roster.Format(cfg.Format),
 		ServerName:     cfg.ServerName,
 		CheckPassword:  localPolicy.Check,
-		CheckRecipient: func(s string) error { _, err := handoff.ParseRecipient(s); return err },
+		CheckRecipient: func(s string) error { withRecipient = true; _, err := handoff.ParseRecipient(s); return err },
 	}
 	stats, err := src.check(ropts)
 	if err != nil {
@@ -76,6 +93,9 @@ func runProvision(ctx context.Context, cfg *config.Config, stdin io.Reader, stdo
 		if err != nil {
 			return err
 		}
+	}
+	if err := checkOutputs(cfg, withRecipient); err != nil {
+		return err
 	}
 
 	// 3. The server: does it answer, does it have the shared-secret endpoint, which
@@ -119,6 +139,7 @@ func runProvision(ctx context.Context, cfg *config.Config, stdin io.Reader, stdo
 		Opts: batch.Options{
 			Concurrency:    cfg.Concurrency,
 			Rate:           cfg.Rate,
+			AutoRate:       cfg.RateAuto,
 			ServerName:     pre.serverName,
 			DryRun:         cfg.DryRun,
 			RequestTimeout: cfg.RequestTimeout,
@@ -150,9 +171,13 @@ func runProvision(ctx context.Context, cfg *config.Config, stdin io.Reader, stdo
 
 	ui.start(stats.Users, cfg)
 	runner.OnRow = ui.row
+	// The first pass found no duplicate: the second keeps no per-user state, so a
+	// million-user roster streams in constant memory next to the journal's index.
+	ropts.Checked = true
 	sum, runErr := runner.Run(ctx, func(yield func(roster.User) error) error {
 		return src.each(ropts, yield)
 	})
+	metrics.sum = sum
 	ui.stop()
 
 	// Whatever happened, keep what was done: the credentials of everyone created so far
@@ -366,6 +391,63 @@ func preflight(ctx context.Context, c *matrix.Client, cfg *config.Config, log *s
 		}
 	}
 	return res, nil
+}
+
+// checkOutputs finds, before the first request, what would keep the run from storing
+// its results: a directory that is missing or not writable, an earlier run's
+// credentials file (replaced only with --force), a handoff directory that cannot be
+// made. Found later, it would stop the run with accounts created and not handed off.
+func checkOutputs(cfg *config.Config, withRecipient bool) error {
+	if cfg.Report != "-" {
+		if err := checkWritable("--report", cfg.Report, filepath.Dir(cfg.Report)); err != nil {
+			return err
+		}
+	}
+	if cfg.DryRun {
+		return nil
+	}
+	if err := checkWritable("--credentials", cfg.Credentials, filepath.Dir(cfg.Credentials)); err != nil {
+		return err
+	}
+	if _, err := os.Lstat(cfg.Credentials); err == nil && !cfg.Force {
+		return usageError{fmt.Errorf("the credentials file %s exists, perhaps from an earlier run; provision never overwrites one\n"+
+			"  hint: move it away, name another file with --credentials, or pass --force to replace it", cfg.Credentials)}
+	}
+	if err := checkWritable("--journal", cfg.Journal, filepath.Dir(cfg.Journal)); err != nil {
+		return err
+	}
+	if withRecipient {
+		// The directory is made at the first welcome file: its nearest existing
+		// ancestor must be a directory we can write in.
+		dir := cfg.HandoffDir
+		for {
+			_, err := os.Stat(dir)
+			if err == nil {
+				return checkWritable("--handoff-dir", cfg.HandoffDir, dir)
+			}
+			if !errors.Is(err, os.ErrNotExist) || filepath.Dir(dir) == dir {
+				return usageError{fmt.Errorf("--handoff-dir %s cannot be made: %w\n  hint: choose another directory for the users' welcome files", cfg.HandoffDir, err)}
+			}
+			dir = filepath.Dir(dir)
+		}
+	}
+	return nil
+}
+
+// checkWritable checks that a file can be created in dir, by creating and removing one.
+func checkWritable(flag, path, dir string) error {
+	f, err := os.CreateTemp(dir, ".provision-check-*")
+	if err != nil {
+		var pe *os.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err
+		}
+		return usageError{fmt.Errorf("%s %s: cannot create a file in %s: %w\n  hint: create the directory or make it writable, or choose another path", flag, path, dir, err)}
+	}
+	name := f.Name()
+	f.Close()
+	_ = os.Remove(name)
+	return nil
 }
 
 func journalError(cfg *config.Config, err error) error {

@@ -5,8 +5,14 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
+	"text/tabwriter"
+	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/vbauerster/mpb/v8"
 	"github.com/vbauerster/mpb/v8/decor"
@@ -31,7 +37,10 @@ type ui struct {
 	progress *mpb.Progress
 	bar      *mpb.Bar
 	failed   atomic.Int64
-	failures []report.Row // kept for the summary; bounded
+	done     atomic.Int64
+	ticker   *time.Ticker  // plain progress lines when stderr is not a terminal
+	tickDone chan struct{} // closed when the progress lines stop
+	failures []report.Row  // kept for the summary; bounded
 	nfailed  int
 }
 
@@ -92,10 +101,29 @@ func (u *ui) info(msg string) {
 	}
 }
 
+// progressEvery is how often a run that is not on a terminal logs how far it got.
+const progressEvery = 30 * time.Second
+
 // start shows a progress bar on a terminal. Elsewhere (cron, CI, a pipe) nothing is
-// drawn: no escape codes end up in a log file.
+// drawn, so no escape codes end up in a log file: a plain log line says how far the
+// run got every half minute instead.
 func (u *ui) start(total int, cfg *config.Config) {
-	if !u.tty || u.quiet {
+	if u.quiet {
+		return
+	}
+	if !u.tty {
+		u.ticker = time.NewTicker(progressEvery)
+		u.tickDone = make(chan struct{})
+		go func(t *time.Ticker, done chan struct{}) {
+			for {
+				select {
+				case <-t.C:
+					u.log.Info("progress", "done", u.done.Load(), "total", total, "failed", u.failed.Load())
+				case <-done:
+					return
+				}
+			}
+		}(u.ticker, u.tickDone)
 		return
 	}
 	name := "provisioning"
@@ -127,6 +155,7 @@ func (u *ui) start(total int, cfg *config.Config) {
 
 // row is called for every reported user, in roster order.
 func (u *ui) row(r report.Row) {
+	u.done.Add(1)
 	if r.Status == report.Failed {
 		u.failed.Add(1)
 		u.mu.Lock()
@@ -135,7 +164,8 @@ func (u *ui) row(r report.Row) {
 			u.failures = append(u.failures, r)
 		}
 		u.mu.Unlock()
-		u.log.Debug("failed", "user", r.Localpart, "errcode", r.Errcode, "error", r.Error)
+		// Said as it happens (above the bar on a terminal), and again in the summary.
+		u.log.Info("user failed", "user", r.Localpart, "errcode", r.Errcode, "error", r.Error)
 	} else {
 		u.log.Debug(string(r.Status), "user", r.Localpart, "user_id", r.UserID)
 	}
@@ -148,6 +178,11 @@ func (u *ui) row(r report.Row) {
 }
 
 func (u *ui) stop() {
+	if u.ticker != nil {
+		u.ticker.Stop()
+		close(u.tickDone)
+		u.ticker = nil
+	}
 	u.mu.Lock()
 	p, bar := u.progress, u.bar
 	u.mu.Unlock()
@@ -175,13 +210,34 @@ func (u *ui) credentialsWritten(n int, cfg *config.Config) {
 	fmt.Fprintln(u.out, "  (the server cannot force a password change: ask each person to change theirs at first login)")
 }
 
-// summary prints the counts and every failed user with what to do about it.
+// summary prints what the run did: a table of counts per status, then every failed
+// user with the server's errcode, its message and what to do about it. With --quiet it
+// prints only the failures, and nothing after a clean run.
 func (u *ui) summary(s *report.Summary, cfg *config.Config) {
-	if s == nil {
+	if s == nil || (u.quiet && u.nfailed == 0) {
 		return
 	}
+	var b strings.Builder
+	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
+	title := fmt.Sprintf("%d user%s", s.Total, plural(s.Total))
+	if cfg.DryRun {
+		title = "dry run, nothing was changed: " + title
+	}
+	took := s.Duration().Round(time.Millisecond)
+	if secs := s.Duration().Seconds(); secs >= 0.5 && s.Total > 0 {
+		fmt.Fprintf(&b, "\n%s in %s (%.1f users/s):\n", title, took, float64(s.Total)/secs)
+	} else {
+		fmt.Fprintf(&b, "\n%s in %s:\n", title, took)
+	}
+	for _, st := range statusOrder(s) {
+		fmt.Fprintf(tw, "  %s\t%d\t%s\n", st, s.Counts[st], statusMeaning[st])
+	}
+	tw.Flush()
+
 	if u.nfailed > 0 {
-		fmt.Fprintf(u.out, "\n%d user(s) failed:\n", u.nfailed)
+		fmt.Fprintf(&b, "\n%d user%s failed:\n", u.nfailed, plural(u.nfailed))
+		tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "  USER\tERRCODE\tMESSAGE")
 		for _, r := range u.failures {
 			who := r.UserID
 			if who == "" {
@@ -189,39 +245,102 @@ func (u *ui) summary(s *report.Summary, cfg *config.Config) {
 			}
 			code := r.Errcode
 			if code == "" {
-				code = "error"
+				code = "-"
 			}
-			fmt.Fprintf(u.out, "  %-30s %s: %s\n", who, code, r.Error)
-			if h := hintFor(r.Errcode); h != "" {
-				fmt.Fprintf(u.out, "  %-30s → %s\n", "", h)
+			fmt.Fprintf(tw, "  %s\t%s\t%s\n", printable(who, 80), printable(code, 40), printable(r.Error, 300))
+			if h := hint(r); h != "" {
+				fmt.Fprintf(tw, "  \t\thint: %s\n", h)
 			}
 		}
-		if u.nfailed > len(u.failures) {
-			fmt.Fprintf(u.out, "  ... and %d more: see the report\n", u.nfailed-len(u.failures))
+		tw.Flush()
+		if more := u.nfailed - len(u.failures); more > 0 {
+			fmt.Fprintf(&b, "  ... and %d more: see the report\n", more)
 		}
 	}
-	if u.quiet && u.nfailed == 0 {
-		return
+	fmt.Fprint(u.out, b.String())
+}
+
+// statusMeaning explains each status in the summary table.
+var statusMeaning = map[report.Status]string{
+	report.Created:     "new accounts; their passwords are in the handoff",
+	report.Exists:      "already on the server; not touched",
+	report.Updated:     "existing accounts changed to match the roster",
+	report.Unchanged:   "already matching the roster",
+	report.Deactivated: "gone from the roster; deactivated",
+	report.Skipped:     "nothing sent (a dry run, or interrupted first)",
+	report.Failed:      "see below and the report",
+}
+
+// statusOrder lists the statuses a summary has, in the order a reader expects.
+func statusOrder(s *report.Summary) []report.Status {
+	known := []report.Status{report.Created, report.Updated, report.Unchanged, report.Exists, report.Deactivated, report.Skipped, report.Failed}
+	var out []report.Status
+	for _, st := range known {
+		if s.Counts[st] > 0 {
+			out = append(out, st)
+		}
 	}
-	prefix := ""
-	if cfg.DryRun {
-		prefix = "dry run, nothing changed: "
+	var extra []report.Status
+	for st, n := range s.Counts {
+		if n > 0 && !slices.Contains(known, st) {
+			extra = append(extra, st)
+		}
 	}
-	fmt.Fprintf(u.out, "%s%s\n", prefix, s.String())
+	slices.Sort(extra)
+	return append(out, extra...)
+}
+
+// printable makes a server's text safe to show: control characters (which could
+// drive the terminal) are escaped, and it is cut at max runes.
+func printable(s string, max int) string {
+	var b strings.Builder
+	n := 0
+	for _, c := range s {
+		if n == max {
+			b.WriteString("…")
+			break
+		}
+		n++
+		switch {
+		case c == '\n' || c == '\r' || c == '\t':
+			b.WriteByte(' ')
+		case unicode.IsControl(c) || c == utf8.RuneError || (!unicode.IsPrint(c) && !unicode.IsSpace(c)):
+			fmt.Fprintf(&b, "\\u%04x", c)
+		default:
+			b.WriteRune(c)
+		}
+	}
+	return b.String()
 }
 
 // close flushes whatever is left on stderr.
 func (u *ui) close() { _ = u.out.Flush() }
 
-// hintFor says what to do about a server's refusal.
+// hint says what to do about a failed user, from the server's errcode and, where
+// one errcode covers several causes, its message.
+func hint(r report.Row) string {
+	msg := strings.ToLower(r.Error)
+	switch {
+	case strings.Contains(msg, "hmac incorrect"), strings.Contains(msg, "bad mac"):
+		return "the shared secret is not the server's registration_shared_secret: check the file you gave provision"
+	case strings.Contains(msg, "nonce"):
+		return "the server forgot the registration nonce (a restart, or Synapse workers that do not share it): run again; route /_synapse/admin to one process if it persists"
+	case r.Errcode == "" && strings.Contains(msg, "404"):
+		return "the shared-secret endpoint is missing: the server has no registration_shared_secret, or it delegates logins to Matrix Authentication Service (see docs/troubleshooting.md)"
+	}
+	return hintFor(r.Errcode)
+}
+
+// hintFor says what to do about a server's refusal, by errcode.
 func hintFor(errcode string) string {
 	hints := map[string]string{
-		"M_USER_IN_USE":      "the name is taken; if it is not the same person, choose another localpart",
+		"M_USER_IN_USE":      "the name belongs to another account: if it is not the same person, give this one another localpart",
 		"M_INVALID_USERNAME": "the server refused the name: use only a-z, 0-9 and . _ = - / +",
 		"M_EXCLUSIVE":        "the name is reserved by an application service (a bridge): choose another localpart",
 		"M_WEAK_PASSWORD":    "the password is too weak for the server: raise --password-length or fix the roster's password",
 		"M_FORBIDDEN":        "the server refused: check that the shared secret is the one in its config",
 		"M_LIMIT_EXCEEDED":   "the server kept rate-limiting: lower --rate or --concurrency and run again",
+		"M_BAD_JSON":         "the server could not take the request; Dendrite answers this for a localpart that is too long: shorten it",
 		"M_UNKNOWN":          "see the server's log for the cause, then run again",
 		"":                   "a network or server error: run the same command again; done users are not touched",
 	}

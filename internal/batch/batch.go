@@ -63,16 +63,21 @@ type Sink interface {
 type Source func(yield func(roster.User) error) error
 
 // Journal statuses beyond the report's own: a created user whose credential has been
-// committed to the handoff needs nothing more, ever.
+// committed to the handoff needs nothing more, ever. The journal reports it once a
+// checkpoint follows the user's created outcome (see journal.Checkpoint).
 const (
-	StatusDelivered = "delivered"
+	StatusDelivered = journal.StatusDelivered
 )
 
 // Options tune a run.
 type Options struct {
-	Concurrency    int
-	Rate           float64 // requests started per second; 0 = no limit
-	ServerName     string  // "" = learn it from the first registration
+	Concurrency int
+	Rate        float64 // requests started per second; 0 = no limit
+	// AutoRate finds the server's capacity while running: the requests in flight
+	// adapt to its latency and 429s, up to Concurrency, instead of a fixed rate
+	// (Rate is then ignored). See adaptive.
+	AutoRate       bool
+	ServerName     string // "" = learn it from the first registration
 	DryRun         bool
 	MaxAttempts    int           // per user, for network errors and 5xx; default 5
 	Max429         int           // per user, for 429 answers; default 50
@@ -140,7 +145,12 @@ func (r *Runner) defaults() {
 		r.Log = slog.New(slog.DiscardHandler)
 	}
 	r.sn = o.ServerName
-	r.throttle = newThrottle(o.Rate, r.Now, r.Sleep)
+	if o.AutoRate {
+		r.throttle = newThrottle(0, r.Now, r.Sleep)
+		r.throttle.conc = newAdaptive(o.Concurrency)
+	} else {
+		r.throttle = newThrottle(o.Rate, r.Now, r.Sleep)
+	}
 }
 
 // ServerName is the server name in user IDs, once known.
@@ -254,9 +264,13 @@ func (r *Runner) provision(stopCtx, reqCtx context.Context, u roster.User) (repo
 				return row, nil
 			case e.Done && e.Status == string(report.Created):
 				// Created by a run that stopped before its handoff was committed:
-				// hand the journaled password off again.
+				// hand the journaled password off again, then record it as created in
+				// this run, so that this run's checkpoint covers it.
 				if err := r.Handoff.Deliver(u, e.UserID, e.Password, true); err != nil {
 					return row, fmt.Errorf("handing off %s: %w", e.UserID, err)
+				}
+				if err := r.Journal.Outcome(u.Localpart, e.UserID, string(report.Created)); err != nil {
+					return row, fmt.Errorf("journal: %w", err)
 				}
 				r.learnServerName(e.UserID)
 				row.UserID, row.Status, row.Error = e.UserID, report.Created, join(note, "created by an earlier, interrupted run; its password is in this run's handoff")
@@ -340,7 +354,8 @@ func (r *Runner) register(stopCtx, reqCtx context.Context, u roster.User, st *us
 	}
 	retries, limited := 0, 0
 	for {
-		if err := r.throttle.wait(stopCtx); err != nil {
+		tk, err := r.throttle.acquire(stopCtx)
+		if err != nil {
 			return interruptedOutcome(st)
 		}
 		st.attempts++
@@ -353,13 +368,14 @@ func (r *Runner) register(stopCtx, reqCtx context.Context, u roster.User, st *us
 			Admin:       u.Admin,
 		})
 		cancel()
+		kind, wait := matrix.Classify(err)
+		r.throttle.release(tk, throttleResult(err, kind), wait)
 		if err == nil {
-			r.throttle.ok()
 			return outcome{status: report.Created, userID: reg.UserID}
 		}
+		scrubError(err, st.password, string(r.Secret))
 		var merr *matrix.Error
 		if errors.As(err, &merr) && merr.Errcode == "M_USER_IN_USE" {
-			r.throttle.ok()
 			if st.maybeLanded {
 				if o, ok := r.checkLanded(stopCtx, reqCtx, u, st); ok {
 					return o
@@ -367,11 +383,9 @@ func (r *Runner) register(stopCtx, reqCtx context.Context, u roster.User, st *us
 			}
 			return outcome{status: report.Exists, userID: r.userID(u.Localpart)}
 		}
-		kind, wait := matrix.Classify(err)
 		switch kind {
 		case matrix.RateLimited:
 			limited++
-			r.throttle.rateLimited(wait)
 			r.Log.Debug("rate limited", "user", u.Localpart, "retry_after", wait, "rate", float64(r.throttle.limit()))
 			if limited >= r.Opts.Max429 {
 				return failedOutcome(err, fmt.Sprintf("still rate limited after %d tries", limited))
@@ -386,7 +400,7 @@ func (r *Runner) register(stopCtx, reqCtx context.Context, u roster.User, st *us
 				return failedOutcome(err, fmt.Sprintf("gave up after %d tries", st.attempts))
 			}
 			d := r.backoff(retries)
-			r.Log.Debug("retrying", "user", u.Localpart, "after", d, "error", scrub(err.Error(), st.password))
+			r.Log.Debug("retrying", "user", u.Localpart, "after", d, "error", errorText(err, st.password))
 			if err := r.Sleep(stopCtx, d); err != nil {
 				return interruptedOutcome(st)
 			}
@@ -403,12 +417,15 @@ func (r *Runner) register(stopCtx, reqCtx context.Context, u roster.User, st *us
 // shared-secret registration never changes an existing account.
 func (r *Runner) checkLanded(stopCtx, reqCtx context.Context, u roster.User, st *userState) (outcome, bool) {
 	for try := 1; try <= r.Opts.MaxAttempts; try++ {
-		if err := r.throttle.wait(stopCtx); err != nil {
+		tk, err := r.throttle.acquire(stopCtx)
+		if err != nil {
 			return interruptedOutcome(st), true
 		}
 		ctx, cancel := context.WithTimeout(reqCtx, r.Opts.RequestTimeout)
 		sess, err := r.Server.LoginSession(ctx, u.Localpart, st.password)
 		cancel()
+		kind, wait := matrix.Classify(err)
+		r.throttle.release(tk, throttleResult(err, kind), wait)
 		if err == nil {
 			ctx, cancel := context.WithTimeout(reqCtx, r.Opts.RequestTimeout)
 			if lerr := r.Server.Logout(ctx, sess.AccessToken); lerr != nil {
@@ -428,10 +445,8 @@ func (r *Runner) checkLanded(stopCtx, reqCtx context.Context, u roster.User, st 
 			st.maybeLanded = false
 			return outcome{}, false
 		}
-		kind, wait := matrix.Classify(err)
 		switch kind {
 		case matrix.RateLimited:
-			r.throttle.rateLimited(wait)
 			continue
 		case matrix.Retry:
 			if err := r.Sleep(stopCtx, r.backoff(try)); err != nil {
@@ -442,6 +457,20 @@ func (r *Runner) checkLanded(stopCtx, reqCtx context.Context, u roster.User, st 
 		return outcome{}, false
 	}
 	return outcome{}, false
+}
+
+// throttleResult tells the throttle how a request went: answered (even with a
+// refusal), rate-limited, or without an answer.
+func throttleResult(err error, kind matrix.Kind) result {
+	switch {
+	case err == nil:
+		return accepted
+	case kind == matrix.RateLimited:
+		return rateLimited
+	case kind == matrix.Retry:
+		return noAnswer
+	}
+	return accepted
 }
 
 // backoff is "full jitter" exponential backoff: uniform in [0, min(max, base·2^n)).
@@ -482,13 +511,16 @@ func failedOutcome(err error, prefix string) outcome {
 
 func (r *Runner) dryRun(stopCtx, reqCtx context.Context, u roster.User, note string) report.Row {
 	row := report.Row{Localpart: u.Localpart}
-	if err := r.throttle.wait(stopCtx); err != nil {
+	tk, err := r.throttle.acquire(stopCtx)
+	if err != nil {
 		return skippedRow(u, "interrupted before it started")
 	}
 	ctx, cancel := context.WithTimeout(reqCtx, r.Opts.RequestTimeout)
 	defer cancel()
 	row.Attempts = 0 // nothing that changes state was sent
 	av, err := r.Server.UsernameAvailable(ctx, u.Localpart)
+	kind, wait := matrix.Classify(err)
+	r.throttle.release(tk, throttleResult(err, kind), wait)
 	switch {
 	case err != nil:
 		o := failedOutcome(err, "checking whether it exists")
@@ -510,6 +542,31 @@ func scrub(msg, password string) string {
 		return msg
 	}
 	return strings.ReplaceAll(msg, password, "[REDACTED]")
+}
+
+// scrubError blanks the password and the shared secret out of the server's message in
+// err, in place, so that the report row made from it holds neither (a server or proxy
+// may quote the request, or its own config, in an error).
+func scrubError(err error, secrets ...string) {
+	var merr *matrix.Error
+	if !errors.As(err, &merr) {
+		return
+	}
+	for _, s := range secrets {
+		merr.Message = scrub(merr.Message, s)
+	}
+}
+
+// errorText renders err, after scrubError, for a log line. A server's answer is
+// rendered afresh from the *matrix.Error rather than taken from err.Error(): that was
+// rendered when the error was wrapped, before scrubError, and keeps only the start of
+// a long message, so a secret cut in two at its end could no longer be blanked out.
+func errorText(err error, password string) string {
+	var merr *matrix.Error
+	if errors.As(err, &merr) {
+		return merr.Error()
+	}
+	return scrub(err.Error(), password)
 }
 
 func join(a, b string) string {

@@ -365,10 +365,9 @@ func TestResumeDeliversJournaledPassword(t *testing.T) {
 	}
 	f.assertConverged(t, us)
 
-	// A third run after the handoff was committed: nothing is owed, nothing is sent.
-	for _, u := range us {
-		must(t, f.jr.Outcome(u.Localpart, srv.UserID(u.Localpart), StatusDelivered))
-	}
+	// A third run after the handoff was committed and checkpointed: nothing is owed,
+	// nothing is sent.
+	must(t, f.jr.Checkpoint())
 	f.rec.rows, f.rec.creds = nil, map[string]string{}
 	reqs := total(srv.Counts().Requests)
 	if _, err := f.run.Run(context.Background(), source(us)); err != nil {
@@ -493,5 +492,54 @@ func TestConcurrencyIsBounded(t *testing.T) {
 	}
 	if p := peak.Load(); p > 3 || p < 2 {
 		t.Errorf("peak registrations in flight %d, want up to --concurrency 3 (and more than 1)", p)
+	}
+}
+
+// TestCrashBeforeCheckpoint: a run that created users and put their passwords in a
+// credentials file, but died before its journal checkpoint, owes every one of them
+// their password; the next run hands them all off again without registering anyone,
+// and after its own checkpoint nothing is owed.
+func TestCrashBeforeCheckpoint(t *testing.T) {
+	t.Parallel()
+	if journal.StatusCreated != string(report.Created) {
+		t.Fatalf("the journal's created status %q is not the report's %q", journal.StatusCreated, report.Created)
+	}
+	jpath := filepath.Join(t.TempDir(), "journal")
+	srv := matrixtest.NewServer(t, matrixtest.Options{SharedSecret: secret})
+	us := users(20)
+
+	first := setupWith(t, srv, jpath)
+	if _, err := first.run.Run(context.Background(), source(us)); err != nil {
+		t.Fatal(err)
+	}
+	first.assertConverged(t, us)
+	must(t, first.jr.Close()) // the crash: no checkpoint
+
+	second := setupWith(t, srv, jpath)
+	before := srv.Counts().Registrations
+	if _, err := second.run.Run(context.Background(), source(us)); err != nil {
+		t.Fatal(err)
+	}
+	if got := statuses(second.rec.rows); got[report.Created] != len(us) {
+		t.Errorf("after a crash before the checkpoint: %v, want all %d created (handed off again)", got, len(us))
+	}
+	second.assertConverged(t, us) // the same passwords, which log in
+	for _, u := range us {
+		if id := srv.UserID(u.Localpart); !second.rec.again[id] {
+			t.Errorf("%s handed off again without again=true", id)
+		}
+	}
+	if n := srv.Counts().Registrations - before; n != 0 {
+		t.Errorf("the second run registered %d accounts, want none", n)
+	}
+	must(t, second.jr.Checkpoint())
+	must(t, second.jr.Close())
+
+	third := setupWith(t, srv, jpath)
+	if _, err := third.run.Run(context.Background(), source(us)); err != nil {
+		t.Fatal(err)
+	}
+	if got := statuses(third.rec.rows); got[report.Exists] != len(us) || len(third.rec.creds) != 0 {
+		t.Errorf("after the checkpoint: %v and %d handed off, want all exists and none", got, len(third.rec.creds))
 	}
 }

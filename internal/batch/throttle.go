@@ -2,6 +2,7 @@ package batch
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"time"
 
@@ -11,26 +12,72 @@ import (
 // throttle is the pool's shared brake: a token bucket that every worker waits on
 // before it sends a request, plus a pause that a 429 imposes on everyone. A 429 tells
 // us the server (or a proxy in front of it) is over its limit; slowing only the worker
-// that got it would let the others keep hammering, so the whole pool halves its rate
-// and waits out Retry-After, then recovers additively (AIMD, as TCP does).
+// that got it would let the others keep hammering, so the whole pool waits out
+// Retry-After and lowers its rate, then probes back up slowly (AIMD, as TCP does).
+//
+// The cut aims at what the server showed it accepts rather than at a fraction of what
+// was sent: the new rate is 90% of the lower of the rate sent and the rate of recent
+// successes. A pool that ran far above the limit thus lands just under it in one step
+// instead of halving its way down through a storm of 429s, and one that was just over
+// it gives up a tenth, not half. One congestion event cuts once: a 429 answering a
+// request that started before the last cut says nothing new. Above the cut the rate
+// grows by 1% every 8 successes, so the next 429, and with it the next cut, comes
+// seconds later: few requests are refused and the rate stays near the server's.
+//
+// With --rate auto the throttle also bounds the requests in flight, adaptively (see
+// adaptive in auto.go).
 type throttle struct {
 	mu         sync.Mutex
 	lim        *rate.Limiter
 	target     rate.Limit // what the operator asked for; rate.Inf = no limit
 	pauseUntil time.Time
+	lastCut    time.Time // when the rate was last cut
 	okStreak   int
-	starts     [32]time.Time // recent request start times, to estimate the rate when unlimited
-	nstarts    int
+	starts     ring // request start times: the rate sent
+	oks        ring // success times: the rate the server accepts
+	conc       *adaptive
 	now        func() time.Time
 	sleep      func(context.Context, time.Duration) error
 }
 
 const (
 	minRate       = rate.Limit(0.2) // never slower than one request per 5 s
+	cutTo         = 0.9             // of the rate the server accepted, after a 429
 	recoverAfter  = 8               // successes in a row before the rate is raised again
+	recoverBy     = 1.01            // the factor it is raised by
 	defaultPause  = time.Second     // when a 429 names no wait
 	maxServerWait = 5 * time.Minute // a Retry-After beyond this is clamped
 )
+
+// ring holds the last few event times, to measure a rate.
+type ring struct {
+	t [64]time.Time
+	n int
+}
+
+func (r *ring) add(t time.Time) { r.t[r.n%len(r.t)] = t; r.n++ }
+
+// rate is the events per second over the recent events, or 0 when too few. Events
+// older than span before now do not count: a burst long past is not today's rate.
+func (r *ring) rate(now time.Time, span time.Duration) rate.Limit {
+	k := min(r.n, len(r.t))
+	newest := r.t[(r.n-1+len(r.t))%len(r.t)]
+	i := 1
+	for ; i < k; i++ {
+		if now.Sub(r.t[(r.n-1-i+2*len(r.t))%len(r.t)]) > span {
+			break
+		}
+	}
+	if i < 2 {
+		return 0
+	}
+	oldest := r.t[(r.n-i+2*len(r.t))%len(r.t)]
+	secs := newest.Sub(oldest).Seconds()
+	if secs <= 0 {
+		return rate.Limit(i) / rate.Limit(0.001)
+	}
+	return rate.Limit(float64(i-1) / secs)
+}
 
 func newThrottle(perSecond float64, now func() time.Time, sleep func(context.Context, time.Duration) error) *throttle {
 	t := &throttle{target: rate.Inf, now: now, sleep: sleep}
@@ -43,8 +90,63 @@ func newThrottle(perSecond float64, now func() time.Time, sleep func(context.Con
 	return t
 }
 
-// wait blocks until the caller may send a request, or ctx ends.
+// ticket is one request let through by acquire, to be handed back to release.
+type ticket struct {
+	start time.Time
+	slot  bool // holds one of adaptive's slots
+}
+
+// result is how a request went, for release.
+type result int
+
+const (
+	accepted    result = iota // the server answered (even with a refusal): it is not over its limit
+	rateLimited               // 429
+	noAnswer                  // no answer (network error, 5xx): says nothing of the limit
+)
+
+// acquire blocks until the caller may send a request, or ctx ends. The ticket must
+// be released.
+func (t *throttle) acquire(ctx context.Context) (ticket, error) {
+	if t.conc == nil {
+		return t.acquireRate(ctx)
+	}
+	// The slot first: a token taken while waiting for a slot would be spent on
+	// nothing, and the rate's spacing lost.
+	if err := t.conc.acquire(ctx); err != nil {
+		return ticket{}, err
+	}
+	tk, err := t.acquireRate(ctx)
+	if err != nil {
+		t.conc.cancel()
+		return ticket{}, err
+	}
+	tk.slot = true
+	return tk, nil
+}
+
+// release hands a ticket back with how its request went; retryAfter is the 429's.
+func (t *throttle) release(tk ticket, res result, retryAfter time.Duration) {
+	if tk.slot {
+		t.conc.release(tk.start, t.now().Sub(tk.start), res)
+	}
+	switch res {
+	case accepted:
+		t.ok()
+	case rateLimited:
+		t.limited(tk.start, retryAfter)
+	}
+}
+
+// wait is acquire for callers that do not hand their ticket back (the admin
+// runner): they get the rate limit and the pauses, never an adaptive slot.
 func (t *throttle) wait(ctx context.Context) error {
+	_, err := t.acquireRate(ctx)
+	return err
+}
+
+// acquireRate waits out a pause, then for the rate limiter.
+func (t *throttle) acquireRate(ctx context.Context) (ticket, error) {
 	for {
 		t.mu.Lock()
 		pause := t.pauseUntil.Sub(t.now())
@@ -53,24 +155,38 @@ func (t *throttle) wait(ctx context.Context) error {
 			break
 		}
 		if err := t.sleep(ctx, pause); err != nil {
-			return err
+			return ticket{}, err
 		}
 	}
-	if err := t.lim.WaitN(ctx, 1); err != nil {
-		if ctx.Err() != nil {
-			return ctx.Err()
+	// Reserve on the throttle's clock and sleep through its seam, so that tests
+	// run on a fake clock.
+	now := t.now()
+	res := t.lim.ReserveN(now, 1)
+	if !res.OK() {
+		return ticket{}, errors.New("rate limiter refused a request") // only with a zero burst
+	}
+	if d := res.DelayFrom(now); d > 0 {
+		if err := t.sleep(ctx, d); err != nil {
+			res.CancelAt(t.now())
+			return ticket{}, err
 		}
-		return err
 	}
 	t.mu.Lock()
-	t.starts[t.nstarts%len(t.starts)] = t.now()
-	t.nstarts++
-	t.mu.Unlock()
-	return nil
+	defer t.mu.Unlock()
+	tk := ticket{start: t.now()}
+	t.starts.add(tk.start)
+	return tk, nil
 }
 
-// rateLimited slows the whole pool after a 429.
+// rateLimited slows the whole pool after a 429, for a caller of wait: its request is
+// taken to have started just now, so every call is a congestion event of its own.
 func (t *throttle) rateLimited(retryAfter time.Duration) {
+	t.limited(t.now(), retryAfter)
+}
+
+// limited pauses the pool for retryAfter and, unless the request started before the
+// last cut, cuts the rate.
+func (t *throttle) limited(start time.Time, retryAfter time.Duration) {
 	if retryAfter <= 0 {
 		retryAfter = defaultPause
 	}
@@ -81,21 +197,33 @@ func (t *throttle) rateLimited(retryAfter time.Duration) {
 	if until := now.Add(retryAfter); until.After(t.pauseUntil) {
 		t.pauseUntil = until
 	}
-	cur := t.lim.Limit()
-	if cur == rate.Inf {
-		cur = t.observedLocked()
+	t.okStreak = 0
+	if start.Before(t.lastCut) {
+		return // an answer to a request sent at the rate already cut
 	}
-	next := max(cur/2, minRate)
+	sent := t.lim.Limit()
+	if obs := t.starts.rate(now, 2*time.Second); sent == rate.Inf || (obs > 0 && obs < sent) {
+		sent = obs
+	}
+	if ok := t.oks.rate(now, 2*time.Second); ok > 0 && ok < sent {
+		sent = ok
+	}
+	if sent <= 0 {
+		sent = 1
+	}
+	next := max(sent*cutTo, minRate)
 	if next < t.lim.Limit() {
 		t.lim.SetLimitAt(now, next)
 	}
-	t.okStreak = 0
+	t.lastCut = now
 }
 
-// ok records a request the server accepted and lets the rate recover.
+// ok records a request the server answered and lets the rate recover.
 func (t *throttle) ok() {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	now := t.now()
+	t.oks.add(now)
 	cur := t.lim.Limit()
 	if cur >= t.target {
 		return
@@ -105,35 +233,22 @@ func (t *throttle) ok() {
 		return
 	}
 	t.okStreak = 0
-	// Additive increase by a tenth of the current rate, at least one request per second.
-	next := cur + max(cur/10, 1)
+	next := max(cur*recoverBy, cur+0.05)
 	if t.target != rate.Inf && next > t.target {
 		next = t.target
 	}
-	if t.target == rate.Inf && next > 4*t.observedLocked()+1 {
-		// Unlimited: once the rate is well above what the pool achieves, stop limiting.
-		next = rate.Inf
+	if t.target == rate.Inf {
+		if obs := t.starts.rate(now, 2*time.Second); obs > 0 && next > 4*obs+1 {
+			// Unlimited: once the rate is well above what the pool achieves, stop
+			// limiting.
+			next = rate.Inf
+		}
 	}
-	t.lim.SetLimitAt(t.now(), next)
+	t.lim.SetLimitAt(now, next)
 }
 
 // limit is the current rate (for logs and tests).
 func (t *throttle) limit() rate.Limit { return t.lim.Limit() }
-
-// observedLocked estimates the request rate from recent start times.
-func (t *throttle) observedLocked() rate.Limit {
-	n := min(t.nstarts, len(t.starts))
-	if n < 2 {
-		return 1
-	}
-	newest := t.starts[(t.nstarts-1)%len(t.starts)]
-	oldest := t.starts[(t.nstarts-n)%len(t.starts)]
-	span := newest.Sub(oldest).Seconds()
-	if span <= 0 {
-		return rate.Limit(n)
-	}
-	return rate.Limit(float64(n-1) / span)
-}
 
 // sleepCtx sleeps for d or until ctx ends.
 func sleepCtx(ctx context.Context, d time.Duration) error {

@@ -31,6 +31,9 @@ const EnvPrefix = "PROVISION"
 type Config struct {
 	Roster string // path, or "-" for stdin
 	Format string // "csv", "yaml" or "" (by extension)
+	// Columns reads an export from another system: google, entra, okta or a
+	// mapping "localpart=uid,..." (parsed by roster.ParseColumns); "" = provision's columns.
+	Columns string
 
 	Homeserver        string
 	ServerName        string
@@ -59,16 +62,29 @@ type Config struct {
 	Journal string
 	Fresh   bool
 
-	Concurrency    int
+	Concurrency    int     // requests in flight at once; with RateAuto, at most
 	Rate           float64 // registrations started per second; 0 = no limit
+	RateAuto       bool    // --rate auto: find the server's capacity while running (Rate is 0)
 	PasswordLength int
 	DryRun         bool
 	Timeout        time.Duration // whole run; 0 = none
 	RequestTimeout time.Duration
 
+	// Admin-token mode (the Synapse admin API) only: what a run may change beyond
+	// creating accounts.
+	Update            bool // change existing accounts to match the roster
+	DeactivateMissing bool // deactivate accounts provision created that left the roster
+	Erase             bool // erase them too (GDPR erasure for future readers)
+	MaxDeactivate     int  // abort when more would be deactivated; -1 = no limit
+	ResetPasswords    bool // give existing accounts new passwords
+	LogoutDevices     bool // with ResetPasswords: log out their devices (Synapse's default)
+
 	LogLevel  string
 	LogFormat string
 	Quiet     bool
+	// MetricsFile receives Prometheus metrics of the run (node_exporter's textfile
+	// collector); "" = none.
+	MetricsFile string
 
 	// Warnings are things the operator should fix but that do not stop the run
 	// (a world-readable secret file, for example).
@@ -109,6 +125,8 @@ func errorf(hint, format string, args ...any) error {
 const (
 	fConfig            = "config"
 	fFormat            = "format"
+	fColumns           = "columns"
+	fMetricsFile       = "metrics-file"
 	fHomeserver        = "homeserver"
 	fServerName        = "server-name"
 	fCAFile            = "ca-file"
@@ -135,6 +153,12 @@ const (
 	fLogLevel          = "log-level"
 	fLogFormat         = "log-format"
 	fQuiet             = "quiet"
+	fUpdate            = "update"
+	fDeactivateMissing = "deactivate-missing"
+	fErase             = "erase"
+	fMaxDeactivate     = "max-deactivate"
+	fResetPasswords    = "reset-passwords"
+	fLogoutDevices     = "logout-devices"
 )
 
 // Defaults.
@@ -144,13 +168,24 @@ const (
 	DefaultRate           = 10
 	DefaultPasswordLength = 24
 	DefaultRequestTimeout = 60 * time.Second
+	// DefaultMaxDeactivate is the most accounts one run deactivates unless told
+	// otherwise. A nightly sync's real churn is a handful of leavers; a roster that
+	// came out truncated or empty (a failed HR export, the wrong file) would remove
+	// dozens or everyone. Ten lets ordinary days through and stops that disaster
+	// before it starts; a large offboarding passes --max-deactivate N once.
+	DefaultMaxDeactivate = 10
 )
+
+// DefaultAutoConcurrency bounds the requests in flight with --rate auto when
+// --concurrency is not given: the run finds how many the server takes, up to this.
+const DefaultAutoConcurrency = 64
 
 // RegisterFlags defines every flag on fs. The same names are config-file keys and,
 // upper-cased with '-' as '_', PROVISION_ environment variables.
 func RegisterFlags(fs *pflag.FlagSet) {
 	fs.String(fConfig, "", "read settings from this YAML `FILE` (keys are the flag names)")
 	fs.String(fFormat, "", "roster format: csv or yaml (default: from the file name; needed for stdin)")
+	fs.String(fColumns, "", "read a CSV export as it is: google, entra, okta, or a `MAPPING` such as localpart=uid,displayname=cn,email=mail")
 
 	fs.String(fHomeserver, DefaultHomeserver, "base `URL` of the homeserver's client API")
 	fs.String(fServerName, "", "the server_name in user IDs (default: learned from the server's answers or --synapse-config)")
@@ -173,16 +208,24 @@ func RegisterFlags(fs *pflag.FlagSet) {
 	fs.String(fJournal, "", "keep the resumable journal in `FILE` (default: next to the report, or ./provision.journal)")
 	fs.Bool(fFresh, false, "start a new journal instead of resuming the old one (the old one is kept with a .old suffix)")
 
-	fs.Int(fConcurrency, DefaultConcurrency, "registrations in flight at once")
-	fs.Float64(fRate, DefaultRate, "registrations started per second (0 = no limit)")
+	fs.Int(fConcurrency, DefaultConcurrency, "registrations in flight at once (with --rate auto: at most, default 64)")
+	fs.String(fRate, strconv.Itoa(DefaultRate), "start at most `N` registrations per second (0 = no limit), or auto: find the server's capacity while running")
 	fs.Int(fPasswordLength, DefaultPasswordLength, "length of generated passwords (at most 72: bcrypt ignores the rest)")
 	fs.Bool(fDryRun, false, "validate the roster and check who exists already; change nothing")
 	fs.Duration(fTimeout, 0, "give up the whole run after this long, e.g. 30m (0 = never)")
 	fs.Duration(fRequestTimeout, DefaultRequestTimeout, "give up one request after this long")
 
+	fs.Bool(fUpdate, false, "admin token only: change existing accounts whose display name, email or admin flag differ from the roster, and join them to rooms the roster added")
+	fs.Bool(fDeactivateMissing, false, "admin token only: deactivate accounts that provision created and that are no longer in the roster")
+	fs.Bool(fErase, false, "with --deactivate-missing: also erase their profiles and messages (GDPR erasure)")
+	fs.Int(fMaxDeactivate, DefaultMaxDeactivate, "abort the whole run, before changing anything, when more than `N` accounts would be deactivated (-1 = no limit)")
+	fs.Bool(fResetPasswords, false, "admin token only: give every existing account of the roster a new password, handed off like new ones")
+	fs.Bool(fLogoutDevices, true, "with --reset-passwords: log out every device of those accounts (--logout-devices=false keeps them)")
+
 	fs.String(fLogLevel, "info", "log level: debug, info, warn or error")
 	fs.String(fLogFormat, "text", "log format when standard error is not a terminal: text or json")
 	fs.BoolP(fQuiet, "q", false, "print only errors (for cron)")
+	fs.String(fMetricsFile, "", "write Prometheus metrics of the run to `FILE` (for node_exporter's textfile collector, e.g. /var/lib/node_exporter/provision.prom)")
 }
 
 // Load reads the config file named by --config (if any), the environment and the flags
@@ -209,6 +252,8 @@ func Load(fs *pflag.FlagSet, args []string, getenv func(string) string) (*Config
 
 	c := &Config{
 		Format:            strings.ToLower(v.GetString(fFormat)),
+		Columns:           strings.TrimSpace(v.GetString(fColumns)),
+		MetricsFile:       v.GetString(fMetricsFile),
 		Homeserver:        strings.TrimRight(v.GetString(fHomeserver), "/"),
 		ServerName:        v.GetString(fServerName),
 		CAFile:            v.GetString(fCAFile),
@@ -232,10 +277,22 @@ func Load(fs *pflag.FlagSet, args []string, getenv func(string) string) (*Config
 		LogLevel:          strings.ToLower(v.GetString(fLogLevel)),
 		LogFormat:         strings.ToLower(v.GetString(fLogFormat)),
 		Quiet:             v.GetBool(fQuiet),
+		Update:            v.GetBool(fUpdate),
+		DeactivateMissing: v.GetBool(fDeactivateMissing),
+		Erase:             v.GetBool(fErase),
+		MaxDeactivate:     v.GetInt(fMaxDeactivate),
+		ResetPasswords:    v.GetBool(fResetPasswords),
+		LogoutDevices:     v.GetBool(fLogoutDevices),
+	}
+	if isAuto(v.GetString(fRate)) {
+		c.RateAuto, c.Rate = true, 0
+		if !v.IsSet(fConcurrency) {
+			c.Concurrency = DefaultAutoConcurrency
+		}
 	}
 	// viper's GetInt/GetFloat64 return 0 for a value they cannot parse; re-parse the
 	// raw strings so that PROVISION_CONCURRENCY=abc is an error, not a silent 0.
-	for _, k := range []string{fConcurrency, fRate, fPasswordLength, fTimeout, fRequestTimeout} {
+	for _, k := range []string{fConcurrency, fRate, fPasswordLength, fTimeout, fRequestTimeout, fMaxDeactivate} {
 		if err := checkNumber(v, k); err != nil {
 			return nil, err
 		}
@@ -323,7 +380,9 @@ func checkNumber(v *viper.Viper, key string) error {
 	case fTimeout, fRequestTimeout:
 		_, err = time.ParseDuration(s)
 	case fRate:
-		_, err = strconv.ParseFloat(s, 64)
+		if !isAuto(s) {
+			_, err = strconv.ParseFloat(s, 64)
+		}
 	default:
 		_, err = strconv.Atoi(s)
 	}
@@ -332,6 +391,9 @@ func checkNumber(v *viper.Viper, key string) error {
 	}
 	return nil
 }
+
+// isAuto reports whether a --rate value asks for the adaptive rate.
+func isAuto(rate string) bool { return strings.EqualFold(strings.TrimSpace(rate), "auto") }
 
 func envName(key string) string { return strings.ToUpper(strings.ReplaceAll(key, "-", "_")) }
 
@@ -387,7 +449,7 @@ func (c *Config) Validate() error {
 		return errorf("use a value between 1 and 1024; 4 to 16 suits most servers", "--concurrency %d is out of range", c.Concurrency)
 	}
 	if c.Rate < 0 || math.IsNaN(c.Rate) || math.IsInf(c.Rate, 0) {
-		return errorf("use a positive number of registrations per second, or 0 for no limit", "--rate %v is not valid", c.Rate)
+		return errorf("use a positive number of registrations per second, 0 for no limit, or auto", "--rate %v is not valid", c.Rate)
 	}
 	if c.PasswordLength < 8 || c.PasswordLength > 72 {
 		return errorf("use a length between 8 and 72 (bcrypt ignores everything after 72 bytes); 24 is the default",
@@ -424,8 +486,33 @@ func (c *Config) Validate() error {
 		}
 	}
 	if c.SharedSecret == nil && c.AdminToken == nil {
-		return errorf("pass --shared-secret-file FILE, set PROVISION_SHARED_SECRET, or pass --synapse-config /etc/matrix-synapse/homeserver.yaml",
+		return errorf("pass --shared-secret-file FILE, set PROVISION_SHARED_SECRET, or pass --synapse-config /etc/matrix-synapse/homeserver.yaml\n"+
+			"        (or, on Synapse, an admin's access token with --admin-token-file FILE or PROVISION_ADMIN_TOKEN)",
 			"no registration shared secret configured")
+	}
+	return c.validateAdmin()
+}
+
+// validateAdmin checks the admin-token mode's options: without a token they would be
+// silently ignored, and an operator who asked for deactivations must know they will
+// not happen.
+func (c *Config) validateAdmin() error {
+	if c.AdminToken == nil {
+		for _, f := range []struct {
+			set  bool
+			name string
+		}{{c.Update, fUpdate}, {c.DeactivateMissing, fDeactivateMissing}, {c.ResetPasswords, fResetPasswords}, {c.Erase, fErase}} {
+			if f.set {
+				return errorf("give a Synapse admin's access token with --admin-token-file FILE (or PROVISION_ADMIN_TOKEN); shared-secret registration can only create accounts",
+					"--%s needs the Synapse admin API", f.name)
+			}
+		}
+	}
+	if c.Erase && !c.DeactivateMissing {
+		return errorf("add --deactivate-missing, or drop --erase", "--erase only applies to accounts --deactivate-missing deactivates")
+	}
+	if c.MaxDeactivate < -1 {
+		return errorf("use a number of accounts, or -1 for no limit", "--max-deactivate %d is not valid", c.MaxDeactivate)
 	}
 	return nil
 }

@@ -15,11 +15,11 @@ import (
 	"golang.org/x/crypto/chacha20poly1305"
 )
 
-// The file format, version 1. Integers are big-endian.
+// The file format, version 2. Integers are big-endian.
 //
 //	header:
 //	  "provision journal\n"      magic, so `head -1` tells an operator what the file is
-//	  u8        version (1)
+//	  u8        version (2)
 //	  u16       length of the homeserver URL
 //	  u32       CRC-32C of the bytes above: a header is only taken for one a crash cut
 //	            short (and rewritten) when its length is known to be right
@@ -35,15 +35,23 @@ import (
 //	  u32       CRC-32C of the four length bytes: a trustworthy length is what lets a
 //	            torn tail (body cut short) be told from a damaged length in the middle
 //	  body:
-//	    u8        kind (1 intent, 2 outcome)
+//	    u8        kind (1 intent, 2 outcome, 3 checkpoint)
 //	    u64       sequence number: 1, 2, 3 ... with no gaps
-//	    u16 + ... localpart
+//	    u64       ref, a file offset: for an outcome, the first record of the user's
+//	              current chain (the intent holding the password, or the first outcome
+//	              when there was no intent), 0 if none; for a checkpoint, where the
+//	              session it closes began; 0 for an intent
+//	    u16 + ... localpart (empty for a checkpoint)
 //	    u16 + ... user ID
 //	    u16 + ... status (outcomes)
 //	    [24]      nonce, random per record
 //	    ...       the password (intents; else empty), XChaCha20-Poly1305-sealed with the file ID
 //	              and every body byte before the nonce as associated data, then the 16-byte tag
 //	    u8        '\n', so a whole record never ends in a zero byte
+//
+// Version 2 added ref and the checkpoint. The ref is what lets the journal keep only a
+// small index in memory (see index.go): a user's latest record, read back from the
+// file, leads to the one holding the password without a scan.
 //
 // A crash can leave the last records cut short, or, on filesystems that grow the file
 // before its data lands, followed or overwritten by zeros. Replay drops a damaged
@@ -56,18 +64,20 @@ import (
 // same, so nothing in a record can be altered without the key.
 const (
 	magic        = "provision journal\n"
-	version      = 1
+	version      = 2
 	fileIDSize   = 16
 	frameSize    = 8
 	maxField     = 1<<16 - 1
 	kindIntent   = 1
 	kindOutcome  = 2
-	headerAD     = "provision journal v1 header\x00"
-	recordAD     = "provision journal v1 record\x00"
+	kindCheck    = 3 // a checkpoint
+	headerAD     = "provision journal v2 header\x00"
+	recordAD     = "provision journal v2 record\x00"
 	nonceSize    = chacha20poly1305.NonceSizeX
 	tagSize      = chacha20poly1305.Overhead
 	endMarker    = '\n'
-	minBody      = 1 + 8 + 3*2 + nonceSize + tagSize + 1
+	metaFixed    = 1 + 8 + 8 // kind, seq, ref
+	minBody      = metaFixed + 3*2 + nonceSize + tagSize + 1
 	maxBody      = 1 << 20
 	prefixLen    = len(magic) + 1 + 2 + 4
 	maxHeaderLen = prefixLen + fileIDSize + maxField + nonceSize + tagSize + 4
@@ -75,14 +85,32 @@ const (
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
-// record is one intent or outcome, as written.
+// record is one intent, outcome or checkpoint, as written.
 type record struct {
 	kind      byte
 	seq       uint64
+	ref       int64
 	localpart string
 	userID    string
 	status    string
 	password  string
+}
+
+// view is a record opened in place: its fields point into the buffer it was read
+// into, so replaying a long journal allocates nothing per record.
+type view struct {
+	kind      byte
+	seq       uint64
+	ref       int64
+	localpart []byte
+	userID    []byte
+	status    []byte
+	password  []byte // decrypted into the caller's scratch buffer
+}
+
+func (v *view) record() record {
+	return record{kind: v.kind, seq: v.seq, ref: v.ref, localpart: string(v.localpart),
+		userID: string(v.userID), status: string(v.status), password: string(v.password)}
 }
 
 // codec seals and opens one journal's header and records.
@@ -189,13 +217,14 @@ func (c *codec) appendRecord(dst []byte, r record) []byte {
 	body := len(dst)
 	dst = append(dst, r.kind)
 	dst = binary.BigEndian.AppendUint64(dst, r.seq)
+	dst = binary.BigEndian.AppendUint64(dst, uint64(r.ref))
 	for _, s := range []string{r.localpart, r.userID, r.status} {
 		dst = binary.BigEndian.AppendUint16(dst, uint16(len(s)))
 		dst = append(dst, s...)
 	}
 	meta := len(dst)
-	ad := make([]byte, 0, len(recordAD)+fileIDSize+meta-body)
-	ad = append(ad, recordAD...)
+	var adBuf [256]byte
+	ad := append(adBuf[:0], recordAD...)
 	ad = append(ad, c.fileID[:]...)
 	ad = append(ad, dst[body:meta]...)
 	var nonce [nonceSize]byte
@@ -212,62 +241,82 @@ var errBadRecord = errors.New("record fails authentication")
 
 // openRecord decodes and authenticates one record body.
 func (c *codec) openRecord(body []byte) (record, error) {
-	var r record
-	if len(body) < minBody {
-		return r, errBadRecord
+	var v view
+	if _, err := c.open(body, &v, nil); err != nil {
+		return record{}, err
 	}
-	r.kind = body[0]
-	r.seq = binary.BigEndian.Uint64(body[1:])
-	p := 9
-	var fields [3]string
+	return v.record(), nil
+}
+
+// open decodes and authenticates one record body into v, whose fields then point
+// into body, and the password into scratch (grown as needed and returned).
+func (c *codec) open(body []byte, v *view, scratch []byte) ([]byte, error) {
+	if len(body) < minBody {
+		return scratch, errBadRecord
+	}
+	v.kind = body[0]
+	v.seq = binary.BigEndian.Uint64(body[1:])
+	v.ref = int64(binary.BigEndian.Uint64(body[9:]))
+	p := metaFixed
+	var fields [3][]byte
 	for i := range fields {
 		if len(body) < p+2 {
-			return r, errBadRecord
+			return scratch, errBadRecord
 		}
 		n := int(binary.BigEndian.Uint16(body[p:]))
 		p += 2
 		if len(body) < p+n {
-			return r, errBadRecord
+			return scratch, errBadRecord
 		}
-		fields[i] = string(body[p : p+n])
+		fields[i] = body[p : p+n : p+n]
 		p += n
 	}
 	if len(body) < p+nonceSize+tagSize+1 || body[len(body)-1] != endMarker {
-		return r, errBadRecord
+		return scratch, errBadRecord
 	}
 	body = body[:len(body)-1]
-	ad := make([]byte, 0, len(recordAD)+fileIDSize+p)
-	ad = append(ad, recordAD...)
+	// The associated data is built in a buffer on the stack for everyday lengths: this
+	// runs once per record on replay.
+	var adBuf [256]byte
+	ad := append(adBuf[:0], recordAD...)
 	ad = append(ad, c.fileID[:]...)
 	ad = append(ad, body[:p]...)
-	pw, err := c.aead.Open(nil, body[p:p+nonceSize], body[p+nonceSize:], ad)
+	pw, err := c.aead.Open(scratch[:0], body[p:p+nonceSize], body[p+nonceSize:], ad)
 	if err != nil {
-		return r, errBadRecord
+		return scratch, errBadRecord
 	}
-	if r.kind != kindIntent && r.kind != kindOutcome {
+	switch {
+	case v.kind != kindIntent && v.kind != kindOutcome && v.kind != kindCheck:
 		// Authentic yet unknown: written by a newer format we do not understand.
-		return r, fmt.Errorf("unknown record kind %d", r.kind)
+		return pw, fmt.Errorf("unknown record kind %d", v.kind)
+	case v.kind != kindCheck && len(fields[0]) == 0:
+		return pw, errors.New("record without a localpart")
+	case v.ref < 0:
+		return pw, fmt.Errorf("record refers to offset %d", v.ref)
 	}
-	r.localpart, r.userID, r.status, r.password = fields[0], fields[1], fields[2], string(pw)
-	return r, nil
+	v.localpart, v.userID, v.status, v.password = fields[0], fields[1], fields[2], pw
+	return pw, nil
 }
 
 // replayed is what reading a journal's records gave.
 type replayed struct {
-	entries map[string]Entry
-	seq     uint64 // the last record's sequence number
-	end     int64  // offset just past the last whole record
-	torn    bool   // bytes after end are a torn write, to be cut off
+	seq  uint64 // the last record's sequence number
+	end  int64  // offset just past the last whole record
+	torn bool   // bytes after end are a torn write, to be cut off
 }
 
 // replay reads the records from r, which holds the size-start bytes of the journal
-// that follow its header at offset start. A damaged record is a *CorruptError, except
-// a torn write at the end, which is dropped: it was never fsynced, so no request that
-// depends on it ever left the process.
-func (c *codec) replay(r io.Reader, start, size int64) (replayed, error) {
-	st := replayed{entries: make(map[string]Entry), end: start}
+// that follow its header at offset start, and calls apply with each authentic record
+// and its offset, in order, stopping at its first error; v is valid only during the
+// call. A damaged record is a
+// *CorruptError, except a torn write at the end, which is dropped: it was never
+// fsynced, so no request that depends on it ever left the process.
+func (c *codec) replay(r io.Reader, start, size int64, apply func(v *view, off int64) error) (replayed, error) {
+	st := replayed{end: start}
 	br := bufio.NewReaderSize(r, 64<<10)
 	buf := make([]byte, frameSize, 512)
+	var scratch []byte
+	var v view
 	for off := start; off < size; {
 		rem := size - off
 		if rem < frameSize {
@@ -294,18 +343,24 @@ func (c *codec) replay(r io.Reader, start, size int64) (replayed, error) {
 			return st, fmt.Errorf("read journal at offset %d: %w", off, err)
 		}
 		end := off + frameSize + int64(n)
-		rec, err := c.openRecord(buf[frameSize:])
+		var err error
+		scratch, err = c.open(buf[frameSize:], &v, scratch)
 		if errors.Is(err, errBadRecord) {
 			return st, tornOrCorrupt(&st, off, end, size, buf, br, err.Error())
 		}
 		if err != nil {
 			return st, &CorruptError{Offset: off, Reason: err.Error()}
 		}
-		if rec.seq != st.seq+1 {
-			return st, &CorruptError{Offset: off, Reason: fmt.Sprintf("record %d follows record %d", rec.seq, st.seq)}
+		if v.seq != st.seq+1 {
+			return st, &CorruptError{Offset: off, Reason: fmt.Sprintf("record %d follows record %d", v.seq, st.seq)}
 		}
-		st.seq = rec.seq
-		apply(st.entries, rec)
+		if (v.kind == kindIntent && v.ref != 0) || (v.kind == kindOutcome && v.ref >= off && v.ref != 0) || v.ref > off {
+			return st, &CorruptError{Offset: off, Reason: fmt.Sprintf("record refers to offset %d", v.ref)}
+		}
+		st.seq = v.seq
+		if err := apply(&v, off); err != nil {
+			return st, err
+		}
 		off = end
 		st.end = off
 	}
@@ -347,23 +402,4 @@ func lastNonZero(b []byte) int {
 		}
 	}
 	return 0
-}
-
-// apply folds r into entries: a later record for a localpart supersedes earlier ones.
-func apply(entries map[string]Entry, r record) {
-	e, ok := entries[r.localpart]
-	switch r.kind {
-	case kindIntent:
-		e = Entry{Localpart: r.localpart, UserID: r.userID, Password: r.password, Seq: r.seq}
-	case kindOutcome:
-		if !ok {
-			// An outcome with no intent: a user found to exist before anything was sent.
-			e = Entry{Localpart: r.localpart, Seq: r.seq}
-		}
-		if r.userID != "" {
-			e.UserID = r.userID
-		}
-		e.Done, e.Status = true, r.status
-	}
-	entries[r.localpart] = e
 }

@@ -3,7 +3,11 @@ package journal
 import (
 	"bytes"
 	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
 	"reflect"
+	"slices"
 	"testing"
 )
 
@@ -14,20 +18,57 @@ func fuzzCodec() *codec {
 	return c
 }
 
-// seedRecords returns a valid record stream: intents, outcomes, a reset.
-func seedRecords(c *codec) []byte {
+// seedRecords returns a valid record stream: intents, outcomes, a reset, a checkpoint,
+// each starting at the offset it would have after a header of hdrLen bytes.
+func seedRecords(c *codec, hdrLen int64) []byte {
 	var b []byte
+	var offs []int64
 	for i, r := range []record{
 		{kind: kindIntent, localpart: "alice", userID: "@alice:example.org", password: "pw-a"},
 		{kind: kindIntent, localpart: "bob", userID: "@bob:example.org", password: "pw-b"},
-		{kind: kindOutcome, localpart: "alice", status: "created"},
+		{kind: kindOutcome, localpart: "alice", status: "created", ref: 0},
 		{kind: kindOutcome, localpart: "carol", userID: "@carol:example.org", status: "exists"},
+		{kind: kindIntent, localpart: "dave", userID: "@dave:example.org", password: "pw-d"},
+		{kind: kindOutcome, localpart: "dave", status: "created", ref: 4},
+		{kind: kindCheck, ref: 4},
 		{kind: kindIntent, localpart: "alice", userID: "@alice:example.org", password: ""},
 	} {
+		offs = append(offs, hdrLen+int64(len(b)))
 		r.seq = uint64(i + 1)
+		switch {
+		case r.kind == kindOutcome && r.localpart == "alice":
+			r.ref = offs[0]
+		case r.ref != 0:
+			r.ref = offs[r.ref]
+		}
 		b = c.appendRecord(b, r)
 	}
 	return b
+}
+
+// replayState replays data, which follows a header at start, into a fresh index and
+// returns what the index holds, in a form that does not depend on its hash seeds.
+func replayState(c *codec, data []byte, start int64) ([]string, replayed, error) {
+	j := &Journal{idx: newIndex()}
+	st, err := c.replay(bytes.NewReader(data), start, start+int64(len(data)), func(v *view, off int64) error {
+		key, check := j.idx.hashBytes(v.localpart)
+		j.note(v.kind, string(v.status) == StatusCreated, key, check, func() string { return string(v.localpart) }, v.ref, off)
+		return nil
+	})
+	var s []string
+	for _, leaf := range j.idx.leaves {
+		for _, sl := range leaf {
+			s = append(s, fmt.Sprintf("record %d kind %d", valOffset(sl.val), valCode(sl.val)))
+		}
+	}
+	for _, v := range j.idx.names {
+		s = append(s, fmt.Sprintf("record %d kind %d", valOffset(v), valCode(v)))
+	}
+	slices.Sort(s)
+	for _, sp := range j.spans {
+		s = append(s, fmt.Sprintf("checkpoint [%d, %d)", sp.from, sp.to))
+	}
+	return s, st, err
 }
 
 // FuzzReplay feeds arbitrary bytes after a valid header to the replay. It must never
@@ -35,7 +76,8 @@ func seedRecords(c *codec) []byte {
 // the same state, with nothing torn.
 func FuzzReplay(f *testing.F) {
 	c := fuzzCodec()
-	valid := seedRecords(c)
+	hdr := c.header(hs)
+	valid := seedRecords(c, int64(len(hdr)))
 	f.Add([]byte{})
 	f.Add(valid)
 	f.Add(valid[:len(valid)-7])
@@ -46,7 +88,6 @@ func FuzzReplay(f *testing.F) {
 	f.Add(flipped)
 	f.Add(bytes.Repeat([]byte{0xff}, 64))
 
-	hdr := c.header(hs)
 	f.Fuzz(func(t *testing.T, data []byte) {
 		file := append(bytes.Clone(hdr), data...)
 		h, err := parseHeader(file)
@@ -54,7 +95,7 @@ func FuzzReplay(f *testing.F) {
 			t.Fatalf("the valid header does not parse: %v", err)
 		}
 		start, size := int64(h.len), int64(len(file))
-		st, err := c.replay(bytes.NewReader(file[start:]), start, size)
+		state, st, err := replayState(c, file[start:], start)
 		if err != nil {
 			ce, ok := errors.AsType[*CorruptError](err)
 			if !ok {
@@ -68,9 +109,9 @@ func FuzzReplay(f *testing.F) {
 		if st.end < start || st.end > size || (!st.torn && st.end != size) {
 			t.Fatalf("kept up to %d of [%d, %d], torn=%v", st.end, start, size, st.torn)
 		}
-		again, err := c.replay(bytes.NewReader(file[start:st.end]), start, st.end)
-		if err != nil || again.torn || again.end != st.end || again.seq != st.seq || !reflect.DeepEqual(again.entries, st.entries) {
-			t.Fatalf("replaying the kept part differs: %v %+v, first %+v", err, again, st)
+		againState, again, err := replayState(c, file[start:st.end], start)
+		if err != nil || again != (replayed{seq: st.seq, end: st.end}) || !reflect.DeepEqual(againState, state) {
+			t.Fatalf("replaying the kept part differs: %v %+v %v, first %+v %v", err, again, againState, st, state)
 		}
 	})
 }
@@ -95,25 +136,36 @@ func FuzzHeader(f *testing.F) {
 func TestReplaySeeds(t *testing.T) {
 	t.Parallel()
 	c := fuzzCodec()
-	valid := seedRecords(c)
-	st, err := c.replay(bytes.NewReader(valid), 0, int64(len(valid)))
-	if err != nil || st.torn || st.seq != 5 {
+	hdr := c.header(hs)
+	valid := seedRecords(c, int64(len(hdr)))
+	if _, st, err := replayState(c, valid, int64(len(hdr))); err != nil || st.torn || st.seq != 8 {
 		t.Fatalf("replay of the seed: %v, torn=%v, seq=%d", err, st.torn, st.seq)
 	}
-	want := map[string]Entry{
-		"alice": {Localpart: "alice", UserID: "@alice:example.org", Seq: 5},
-		"bob":   {Localpart: "bob", UserID: "@bob:example.org", Password: "pw-b", Seq: 2},
-		"carol": {Localpart: "carol", UserID: "@carol:example.org", Done: true, Status: "exists", Seq: 4},
+	// What a re-run sees of the seed, through the journal.
+	path := filepath.Join(t.TempDir(), "journal")
+	must(t, os.WriteFile(path, append(bytes.Clone(hdr), valid...), 0o600))
+	j, err := Open(path, testKey, Options{Homeserver: hs})
+	if err != nil {
+		t.Fatalf("Open of the seed: %v", err)
 	}
-	if !reflect.DeepEqual(st.entries, want) {
-		t.Errorf("entries %+v, want %+v", st.entries, want)
+	defer j.Close()
+	want := []Entry{
+		{Localpart: "bob", UserID: "@bob:example.org", Password: "pw-b", Seq: 2},
+		{Localpart: "carol", UserID: "@carol:example.org", Done: true, Status: "exists", Seq: 4},
+		// Created in the session the checkpoint closes: handed off.
+		{Localpart: "dave", UserID: "@dave:example.org", Password: "pw-d", Done: true, Status: StatusDelivered, Seq: 5},
+		// Created before that session began, then reset: a new intent.
+		{Localpart: "alice", UserID: "@alice:example.org", Seq: 8},
+	}
+	if got := state(t, j); !reflect.DeepEqual(got, want) {
+		t.Errorf("entries:\n got %+v\nwant %+v", got, want)
 	}
 
 	// Records sealed under another file ID (another journal, same key) are damage.
 	other := newCodec(testKey)
 	other.fileID = c.fileID
 	other.fileID[0] ^= 1
-	if _, err := other.replay(bytes.NewReader(valid), 0, int64(len(valid))); err == nil {
+	if _, _, err := replayState(other, valid, int64(len(hdr))); err == nil {
 		t.Error("records moved from another journal were accepted")
 	}
 
@@ -122,7 +174,14 @@ func TestReplaySeeds(t *testing.T) {
 	for _, seq := range []uint64{1, 3} {
 		gap = c.appendRecord(gap, record{kind: kindIntent, seq: seq, localpart: "x"})
 	}
-	if _, err := c.replay(bytes.NewReader(gap), 0, int64(len(gap))); err == nil {
+	if _, _, err := replayState(c, gap, 0); err == nil {
 		t.Error("a gap in the sequence was accepted")
+	}
+
+	// So is an outcome that refers forward, or to itself.
+	var fwd []byte
+	fwd = c.appendRecord(fwd, record{kind: kindOutcome, seq: 1, localpart: "x", status: "created", ref: 1000})
+	if _, _, err := replayState(c, fwd, 100); err == nil {
+		t.Error("an outcome referring past itself was accepted")
 	}
 }

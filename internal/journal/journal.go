@@ -4,9 +4,11 @@
 // Before a request that can create an account or set a password leaves the process,
 // the caller records an intent (the localpart, the user ID and the password it is about
 // to set) with Intent; when the answer comes, it records the outcome with Outcome. Both
-// return only once the record is on disk (fsynced). Reopening the journal replays it:
-// Lookup tells a re-run what an earlier run did, and Pending lists the users whose
-// request may or may not have reached the server.
+// return only once the record is on disk (fsynced). Once the created users' passwords
+// are safely handed off (the credentials file renamed into place), one Checkpoint
+// record says so for all of them at once. Reopening the journal replays it: Lookup
+// tells a re-run what an earlier run did, and Pending lists the users whose request
+// may or may not have reached the server.
 //
 // The journal is one append-only file of length-prefixed records after a header that
 // names the homeserver and holds a key check. Passwords are sealed with
@@ -18,22 +20,24 @@
 // Concurrent Intent and Outcome calls are group-committed: one goroutine writes
 // whatever has queued up and fsyncs once for all of it.
 //
-// Memory: the replayed state is a map from localpart to Entry: about 250 bytes per
-// user with everyday names and a 24-character password (BenchmarkReplay reports it),
-// so a million users cost some 250 MB. The file takes about 200 bytes per user.
+// Memory: the journal keeps no record in memory, only an index of where each user's
+// latest record is (index.go): about 18 bytes per user, so a million users cost some
+// 18 MB however long their names or passwords. Lookup reads the record, and the
+// password, back from the file (one or two reads from the page cache). The file takes
+// about 200 bytes per user.
 package journal
 
 import (
-	"cmp"
 	"crypto/hkdf"
 	"crypto/rand"
 	"crypto/sha256"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -47,9 +51,21 @@ type Entry struct {
 	UserID    string
 	Password  string // decrypted; "" if none was journaled
 	Done      bool   // an outcome was recorded after the intent
-	Status    string // the outcome status when Done, stored as given
+	Status    string // the outcome status when Done, stored as given; see StatusDelivered
 	Seq       uint64 // order of the intent (of the outcome, for an outcome without intent)
 }
+
+// Statuses the journal itself understands. Any other status is stored and returned
+// as given.
+const (
+	// StatusCreated is the outcome of a request that created the account. It is the
+	// report's "created".
+	StatusCreated = "created"
+	// StatusDelivered is what Lookup returns instead of StatusCreated once a
+	// Checkpoint has followed the outcome in the same session: the password has been
+	// handed off and nothing more is owed to the user.
+	StatusDelivered = "delivered"
+)
 
 // DefaultSyncWindow is how long the writer waits for more records before an fsync
 // when Options.SyncWindow is zero.
@@ -113,9 +129,15 @@ type Journal struct {
 	syncs    atomic.Uint64 // fsyncs of records, for the benchmark
 
 	mu      sync.Mutex
-	entries map[string]Entry
+	idx     *index // nil once closed
+	spans   []span // what the checkpoints cover, in file order
 	seq     uint64 // the last sequence number handed out
+	data    int64  // where the records begin, just past the header
+	session int64  // where this session's records begin
+	durable int64  // end of the records written and fsynced
+	next    int64  // where the next record queued will start
 	queue   *batch // records waiting for the writer
+	spare   *batch // a written batch's buffers, for reuse by the next queue
 	closed  bool
 	failed  error // a write or fsync failed: the file past the last good batch is unknown
 
@@ -126,10 +148,20 @@ type Journal struct {
 
 // batch is records that are written and fsynced together.
 type batch struct {
+	start   int64 // the offset of the first record
 	buf     []byte
-	records []record
+	records []queued
 	done    chan struct{}
 	err     error
+}
+
+// queued is a record with the offset it will have in the file.
+type queued struct {
+	kind      byte
+	ref       int64
+	off       int64
+	localpart string
+	created   bool
 }
 
 func newBatch() *batch { return &batch{done: make(chan struct{})} }
@@ -145,7 +177,7 @@ func Open(path string, key [32]byte, o Options) (*Journal, error) {
 		path:    path,
 		c:       newCodec(key),
 		window:  o.SyncWindow,
-		entries: make(map[string]Entry),
+		idx:     newIndex(),
 		queue:   newBatch(),
 		kick:    make(chan struct{}, 1),
 		stop:    make(chan struct{}),
@@ -232,7 +264,11 @@ func (j *Journal) open(hs string) error {
 	if _, err := f.Seek(int64(h.len), io.SeekStart); err != nil {
 		return fmt.Errorf("read journal %s: %w", j.path, err)
 	}
-	st, err := j.c.replay(f, int64(h.len), size)
+	st, err := j.c.replay(f, int64(h.len), size, func(v *view, off int64) error {
+		key, check := j.idx.hashBytes(v.localpart)
+		j.note(v.kind, string(v.status) == StatusCreated, key, check, func() string { return string(v.localpart) }, v.ref, off)
+		return nil
+	})
 	if err != nil {
 		if ce, ok := errors.AsType[*CorruptError](err); ok {
 			ce.Path = j.path
@@ -250,19 +286,23 @@ func (j *Journal) open(hs string) error {
 			return fmt.Errorf("cut the torn end off journal %s: %w", j.path, err)
 		}
 	}
-	j.entries, j.seq = st.entries, st.seq
+	j.seq = st.seq
+	j.data, j.session, j.durable, j.next = int64(h.len), st.end, st.end, st.end
 	return nil
 }
 
 // initialize writes a new header to the empty, locked file.
 func (j *Journal) initialize(hs string) error {
 	rand.Read(j.c.fileID[:])
-	if _, err := j.f.Write(j.c.header(hs)); err != nil {
+	h := j.c.header(hs)
+	if _, err := j.f.Write(h); err != nil {
 		return fmt.Errorf("write journal header: %w", err)
 	}
 	if err := j.f.Sync(); err != nil {
 		return fmt.Errorf("write journal header: %w", err)
 	}
+	n := int64(len(h))
+	j.data, j.session, j.durable, j.next = n, n, n, n
 	return nil
 }
 
@@ -351,8 +391,22 @@ func (j *Journal) Outcome(localpart, userID, status string) error {
 	return j.append(record{kind: kindOutcome, localpart: localpart, userID: userID, status: status})
 }
 
+// Checkpoint records, durably, that the passwords of every user this session
+// recorded as created (since Open, with Outcome and StatusCreated) have been handed
+// off. Call it once that is true: right after the credentials file is renamed into
+// place. From then on, in this session and on every replay, Lookup reports those
+// users as StatusDelivered.
+//
+// One record covers the whole session: a crash before it leaves every one of the
+// session's users owed their password, and a crash after it none; there is no state in
+// between. Users created by an earlier session are covered only if this session
+// recorded them as created again (after handing their password off once more).
+func (j *Journal) Checkpoint() error {
+	return j.append(record{kind: kindCheck})
+}
+
 func (j *Journal) append(r record) error {
-	if r.localpart == "" {
+	if r.kind != kindCheck && r.localpart == "" {
 		return errors.New("journal: empty localpart")
 	}
 	for _, f := range []struct{ name, v string }{{"localpart", r.localpart}, {"user ID", r.userID}, {"status", r.status}, {"password", r.password}} {
@@ -370,11 +424,33 @@ func (j *Journal) append(r record) error {
 		j.mu.Unlock()
 		return j.failed
 	}
-	j.seq++
-	r.seq = j.seq
+	switch r.kind {
+	case kindOutcome:
+		ref, err := j.chainStart(r.localpart)
+		if err != nil {
+			j.failLocked(err)
+			j.mu.Unlock()
+			return err
+		}
+		r.ref = ref
+	case kindCheck:
+		r.ref = j.session
+	}
 	b := j.queue
-	b.buf = j.c.appendRecord(b.buf, r)
-	b.records = append(b.records, r)
+	off := j.next
+	n := len(b.buf)
+	b.buf = j.c.appendRecord(b.buf, record{kind: r.kind, seq: j.seq + 1, ref: r.ref, localpart: r.localpart, userID: r.userID, status: r.status, password: r.password})
+	if end := off + int64(len(b.buf)-n); end > maxOffset {
+		b.buf = b.buf[:n]
+		j.mu.Unlock()
+		return fmt.Errorf("journal %s is full (%d bytes): finish this run with another --journal, or start afresh with --fresh (the old one is kept)", j.path, off)
+	}
+	j.seq++
+	j.next = off + int64(len(b.buf)-n)
+	if len(b.records) == 0 {
+		b.start = off
+	}
+	b.records = append(b.records, queued{kind: r.kind, ref: r.ref, off: off, localpart: r.localpart, created: r.status == StatusCreated})
 	select {
 	case j.kick <- struct{}{}:
 	default:
@@ -382,6 +458,49 @@ func (j *Journal) append(r record) error {
 	j.mu.Unlock()
 	<-b.done
 	return b.err
+}
+
+// chainStart returns the ref of a new outcome for localpart: the offset of the first
+// record of the user's current chain (the intent holding the password, or the first
+// outcome when there was none), or 0 for a user the journal does not know.
+func (j *Journal) chainStart(localpart string) (int64, error) {
+	key, check := j.idx.hash(localpart)
+	v, ok := j.idx.get(key, check, localpart)
+	switch {
+	case !ok:
+		return 0, nil
+	case valCode(v) == codeIntent:
+		return valOffset(v), nil
+	}
+	// The latest record is an outcome: its ref leads on, unless it began the chain.
+	rec, err := j.readAt(valOffset(v))
+	switch {
+	case err != nil:
+		return 0, err
+	case rec.localpart != localpart:
+		return 0, nil // another localpart's record under the same hashes: not ours
+	case rec.ref != 0:
+		return rec.ref, nil
+	}
+	return valOffset(v), nil
+}
+
+// note folds the record at off, of a localpart hashed to key and check, into the
+// index: a later record for a localpart supersedes earlier ones. name is called only
+// when the name itself is needed (rarely).
+func (j *Journal) note(kind byte, created bool, key, check uint64, name func() string, ref, off int64) {
+	if kind == kindCheck {
+		j.spans = append(j.spans, span{from: ref, to: off})
+		return
+	}
+	code := uint8(codeIntent)
+	if kind == kindOutcome {
+		code = codeOutcome
+		if created {
+			code = codeCreated
+		}
+	}
+	j.idx.put(key, check, name, off, code)
 }
 
 // run is the writer: it waits for records, lets more gather for the sync window,
@@ -415,7 +534,14 @@ func (j *Journal) flush() {
 		j.mu.Unlock()
 		return
 	}
+	// The next queue takes the buffers of the batch written before this one: only
+	// the writer touches a batch's buffers once it is queued, and waiters read only
+	// err and done, so a long run allocates its buffers once.
 	j.queue = newBatch()
+	if sp := j.spare; sp != nil {
+		j.queue.buf, j.queue.records = sp.buf[:0], sp.records[:0]
+		j.spare = nil
+	}
 	err := j.failed
 	j.mu.Unlock()
 
@@ -434,77 +560,194 @@ func (j *Journal) flush() {
 
 	j.mu.Lock()
 	if err != nil {
-		if j.failed == nil {
-			j.failed = err
-		}
+		j.failLocked(err)
 	} else {
 		for _, r := range b.records {
-			apply(j.entries, r)
+			var key, check uint64
+			if r.kind != kindCheck {
+				key, check = j.idx.hash(r.localpart)
+			}
+			j.note(r.kind, r.created, key, check, func() string { return r.localpart }, r.ref, r.off)
 		}
+		j.durable = b.start + int64(len(b.buf))
+	}
+	if cap(b.buf) <= 1<<20 {
+		j.spare = &batch{buf: b.buf, records: b.records}
 	}
 	j.mu.Unlock()
 	b.err = err
 	close(b.done)
 }
 
+func (j *Journal) failLocked(err error) {
+	if j.failed == nil {
+		j.failed = err
+	}
+}
+
 // Lookup returns what the journal knows of localpart. Only durable records count.
+//
+// The entry is read back from the file. Should that fail, Lookup reports the user as
+// unknown and the journal as failed: every later Intent, Outcome and Checkpoint
+// returns the error, so a caller that goes on to act on "unknown" is stopped before
+// it sends anything.
 func (j *Journal) Lookup(localpart string) (Entry, bool) {
 	j.mu.Lock()
-	defer j.mu.Unlock()
-	e, ok := j.entries[localpart]
+	if j.closed || j.idx == nil {
+		j.mu.Unlock()
+		return Entry{}, false
+	}
+	key, check := j.idx.hash(localpart)
+	v, ok := j.idx.get(key, check, localpart)
+	delivered := ok && valCode(v) == codeCreated && covered(j.spans, valOffset(v))
+	j.mu.Unlock()
+	if !ok {
+		return Entry{}, false
+	}
+	e, ok, err := j.entryAt(localpart, valOffset(v))
+	if err != nil {
+		j.mu.Lock()
+		j.failLocked(err)
+		j.mu.Unlock()
+		return Entry{}, false
+	}
+	if ok && delivered && e.Status == StatusCreated {
+		e.Status = StatusDelivered
+	}
 	return e, ok
+}
+
+// entryAt builds localpart's entry from its latest record, at off. ok is false when
+// that record belongs to another localpart (which shares its hashes).
+func (j *Journal) entryAt(localpart string, off int64) (e Entry, ok bool, err error) {
+	rec, err := j.readAt(off)
+	if err != nil || rec.localpart != localpart {
+		return Entry{}, false, err
+	}
+	e = Entry{Localpart: localpart, UserID: rec.userID, Seq: rec.seq}
+	switch rec.kind {
+	case kindIntent:
+		e.Password = rec.password
+		return e, true, nil
+	case kindOutcome:
+		e.Done, e.Status = true, rec.status
+	default:
+		return Entry{}, false, &CorruptError{Path: j.path, Offset: off, Reason: "a user's latest record is not an intent or an outcome"}
+	}
+	if rec.ref == 0 {
+		return e, true, nil
+	}
+	root, err := j.readAt(rec.ref)
+	if err != nil {
+		return Entry{}, false, err
+	}
+	if root.localpart != localpart || root.kind == kindCheck {
+		return Entry{}, false, &CorruptError{Path: j.path, Offset: off, Reason: fmt.Sprintf("the record refers to offset %d, another user's", rec.ref)}
+	}
+	e.Seq = root.seq
+	if e.UserID == "" {
+		e.UserID = root.userID
+	}
+	if root.kind == kindIntent {
+		e.Password = root.password
+	}
+	return e, true, nil
+}
+
+// readAt reads back and authenticates the record at off.
+func (j *Journal) readAt(off int64) (record, error) {
+	buf := make([]byte, 320)
+	n, err := j.f.ReadAt(buf, off)
+	if n < frameSize {
+		if err == nil || errors.Is(err, io.EOF) {
+			err = io.ErrUnexpectedEOF
+		}
+		return record{}, fmt.Errorf("read journal %s at offset %d: %w", j.path, off, err)
+	}
+	size := binary.BigEndian.Uint32(buf)
+	if crc32.Checksum(buf[:4], castagnoli) != binary.BigEndian.Uint32(buf[4:]) || size < minBody || size > maxBody {
+		return record{}, &CorruptError{Path: j.path, Offset: off, Reason: "record length checksum mismatch on reading it back"}
+	}
+	need := frameSize + int(size)
+	if need > n {
+		if need > len(buf) {
+			buf = append(buf[:n], make([]byte, need-n)...)
+		}
+		if _, err := j.f.ReadAt(buf[n:need], off+int64(n)); err != nil {
+			return record{}, fmt.Errorf("read journal %s at offset %d: %w", j.path, off, err)
+		}
+	}
+	rec, err := j.c.openRecord(buf[frameSize:need])
+	if err != nil {
+		return record{}, &CorruptError{Path: j.path, Offset: off, Reason: err.Error() + " on reading it back"}
+	}
+	return rec, nil
 }
 
 // Len returns the number of users the journal knows.
 func (j *Journal) Len() int {
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	return len(j.entries)
+	if j.idx == nil {
+		return 0
+	}
+	return j.idx.len()
 }
 
 // Pending returns the users with an intent but no outcome, in Seq order: their
-// request may or may not have reached the server.
+// request may or may not have reached the server. It reads the whole journal.
 func (j *Journal) Pending() []Entry {
 	var p []Entry
-	for _, e := range j.snapshot() {
+	_ = j.Each(func(e Entry) error {
 		if !e.Done {
 			p = append(p, e)
 		}
-	}
+		return nil
+	})
 	return p
 }
 
 // Each calls fn for every user the journal knows, in Seq order, and stops at the first
-// error, which it returns. fn may call the journal's other methods.
+// error, which it returns. fn may call the journal's other methods; what they append
+// is not visited. Each reads the whole journal, holding one entry at a time.
 func (j *Journal) Each(fn func(Entry) error) error {
 	j.mu.Lock()
 	closed := j.closed
+	start, end := j.data, j.durable
 	j.mu.Unlock()
 	if closed {
 		return ErrClosed
 	}
-	for _, e := range j.snapshot() {
-		if err := fn(e); err != nil {
-			return err
+	var fnErr error
+	_, err := j.c.replay(io.NewSectionReader(j.f, start, end-start), start, end, func(v *view, off int64) error {
+		// A user's entry takes its Seq from the record that starts its chain: visit
+		// the user there, if that record is still the start of its current chain.
+		if fnErr != nil || (v.kind != kindIntent && (v.kind != kindOutcome || v.ref != 0)) {
+			return nil
 		}
+		e, ok := j.Lookup(string(v.localpart))
+		if ok && e.Seq == v.seq {
+			fnErr = fn(e)
+		}
+		return nil
+	})
+	if fnErr != nil {
+		return fnErr
 	}
-	return nil
-}
-
-func (j *Journal) snapshot() []Entry {
+	if err != nil {
+		if ce, ok := errors.AsType[*CorruptError](err); ok {
+			ce.Path = j.path
+		}
+		return err
+	}
 	j.mu.Lock()
-	s := make([]Entry, 0, len(j.entries))
-	for _, e := range j.entries {
-		s = append(s, e)
-	}
-	j.mu.Unlock()
-	slices.SortFunc(s, func(a, b Entry) int { return cmp.Compare(a.Seq, b.Seq) })
-	return s
+	defer j.mu.Unlock()
+	return j.failed
 }
 
 // Close writes what is queued, stops the writer and closes the file. Afterwards
-// Intent, Outcome, Each and Close return ErrClosed, and Lookup, Pending and Len see
-// an empty journal: the decrypted passwords are dropped.
+// Intent, Outcome, Checkpoint, Each and Close return ErrClosed, and Lookup, Pending
+// and Len see an empty journal.
 func (j *Journal) Close() error {
 	j.mu.Lock()
 	if j.closed {
@@ -520,7 +763,7 @@ func (j *Journal) Close() error {
 
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	j.entries = map[string]Entry{}
+	j.idx, j.spans = nil, nil
 	if j.failed != nil {
 		return j.failed
 	}

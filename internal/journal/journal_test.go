@@ -557,3 +557,184 @@ func TestWriteFailureIsFinal(t *testing.T) {
 		t.Error("an outcome refused after a failure is in the state")
 	}
 }
+
+// lookup is Lookup for a user the journal must know.
+func lookup(t *testing.T, j *Journal, localpart string) Entry {
+	t.Helper()
+	e, ok := j.Lookup(localpart)
+	if !ok {
+		t.Fatalf("Lookup(%s): unknown", localpart)
+	}
+	return e
+}
+
+// TestCheckpoint follows the handoff of passwords across sessions: a session's
+// created users are owed their password until its checkpoint, all at once, and a
+// checkpoint covers an earlier session's users only if this one recorded them again.
+func TestCheckpoint(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	path := filepath.Join(dir, "journal")
+
+	// Session 1 creates alice and bob, finds carol, and crashes before its checkpoint.
+	j := open(t, path, Options{})
+	for _, u := range []string{"alice", "bob"} {
+		must(t, j.Intent(u, "@"+u+":example.org", "pw-"+u))
+		must(t, j.Outcome(u, "", StatusCreated))
+	}
+	must(t, j.Outcome("carol", "@carol:example.org", "exists"))
+	must(t, j.Close())
+
+	// Session 2 hands alice's password off again (bob is not reached: interrupted),
+	// creates dave, and checkpoints.
+	j = open(t, path, Options{})
+	for _, u := range []string{"alice", "bob"} {
+		if e := lookup(t, j, u); e.Status != StatusCreated || e.Password != "pw-"+u {
+			t.Fatalf("after a crash before the checkpoint, %s is %+v, want created with its password", u, e)
+		}
+	}
+	must(t, j.Outcome("alice", "@alice:example.org", StatusCreated))
+	must(t, j.Intent("dave", "@dave:example.org", "pw-dave"))
+	must(t, j.Outcome("dave", "", StatusCreated))
+	fi, err := os.Stat(path)
+	must(t, err)
+	beforeCheckpoint := fi.Size()
+	must(t, j.Checkpoint())
+
+	want := map[string]Entry{
+		"alice": {Localpart: "alice", UserID: "@alice:example.org", Password: "pw-alice", Done: true, Status: StatusDelivered, Seq: 1},
+		"bob":   {Localpart: "bob", UserID: "@bob:example.org", Password: "pw-bob", Done: true, Status: StatusCreated, Seq: 3},
+		"carol": {Localpart: "carol", UserID: "@carol:example.org", Done: true, Status: "exists", Seq: 5},
+		"dave":  {Localpart: "dave", UserID: "@dave:example.org", Password: "pw-dave", Done: true, Status: StatusDelivered, Seq: 7},
+	}
+	check := func(j *Journal, when string) {
+		t.Helper()
+		for u, w := range want {
+			if e := lookup(t, j, u); e != w {
+				t.Errorf("%s: %s is %+v, want %+v", when, u, e, w)
+			}
+		}
+	}
+	check(j, "after the checkpoint")
+	must(t, j.Close())
+	check(open(t, path, Options{}), "replayed")
+
+	// A crash between the rename of the credentials file and the checkpoint leaves
+	// the file as it was just before the checkpoint: every user of that session is
+	// owed their password again, not some of them.
+	raw, err := os.ReadFile(path)
+	must(t, err)
+	crashed := filepath.Join(dir, "crashed")
+	must(t, os.WriteFile(crashed, raw[:beforeCheckpoint], 0o600))
+	jc := open(t, crashed, Options{})
+	for _, u := range []string{"alice", "bob", "dave"} {
+		if e := lookup(t, jc, u); e.Status != StatusCreated {
+			t.Errorf("crashed before the checkpoint: %s is %s, want created", u, e.Status)
+		}
+	}
+}
+
+// A checkpoint covers only what came before it in its session: a user created after
+// it is owed a password until the next one.
+func TestCheckpointCoversOnlyWhatPrecedes(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "journal")
+	j := open(t, path, Options{})
+	must(t, j.Checkpoint()) // nothing yet: harmless
+	must(t, j.Intent("alice", "", "pw-alice"))
+	must(t, j.Outcome("alice", "@alice:example.org", StatusCreated))
+	must(t, j.Checkpoint())
+	must(t, j.Intent("bob", "", "pw-bob"))
+	must(t, j.Outcome("bob", "@bob:example.org", StatusCreated))
+	check := func(j *Journal) {
+		t.Helper()
+		if s := lookup(t, j, "alice").Status; s != StatusDelivered {
+			t.Errorf("alice: %s, want delivered", s)
+		}
+		if s := lookup(t, j, "bob").Status; s != StatusCreated {
+			t.Errorf("bob, created after the checkpoint: %s, want created", s)
+		}
+	}
+	check(j)
+	must(t, j.Close())
+	check(open(t, path, Options{}))
+}
+
+// Two localparts whose 64-bit keys collide are both kept, exactly.
+func TestIndexKeyCollision(t *testing.T) {
+	t.Parallel()
+	x := newIndex()
+	name := func(s string) func() string { return func() string { return s } }
+	x.put(42, 1, name("alice"), 100, codeIntent)
+	x.put(42, 2, name("bob"), 200, codeIntent)   // same key, another name
+	x.put(42, 1, name("alice"), 300, codeCreated) // alice again: her slot
+	x.put(42, 2, name("bob"), 400, codeOutcome)   // bob again: the names map
+	x.put(7, 3, name("carol"), 500, codeIntent)
+	for _, c := range []struct {
+		check uint64
+		name  string
+		off   int64
+		code  uint8
+		ok    bool
+	}{
+		{1, "alice", 300, codeCreated, true},
+		{2, "bob", 400, codeOutcome, true},
+		{3, "dave", 0, 0, false}, // same key, neither check
+	} {
+		v, ok := x.get(42, c.check, c.name)
+		if ok != c.ok || (ok && (valOffset(v) != c.off || valCode(v) != c.code)) {
+			t.Errorf("get %s: %d %d %v, want %d %d %v", c.name, valOffset(v), valCode(v), ok, c.off, c.code, c.ok)
+		}
+	}
+	if x.len() != 3 {
+		t.Errorf("len = %d, want 3", x.len())
+	}
+}
+
+// Should two localparts ever share both hashes, Lookup still never hands out the
+// other user's entry: it compares the localpart of the record it reads back.
+func TestLookupNeverReturnsAnotherUsersRecord(t *testing.T) {
+	t.Parallel()
+	j := open(t, filepath.Join(t.TempDir(), "journal"), Options{})
+	must(t, j.Intent("bob", "@bob:example.org", "pw-bob"))
+	j.mu.Lock()
+	bk, bc := j.idx.hash("bob")
+	v, _ := j.idx.get(bk, bc, "bob")
+	ak, ac := j.idx.hash("alice")
+	j.idx.put(ak, ac, func() string { return "alice" }, valOffset(v), codeIntent) // alice's slot → bob's record
+	j.mu.Unlock()
+	if e, ok := j.Lookup("alice"); ok {
+		t.Errorf("Lookup(alice) = %+v from bob's record", e)
+	}
+	if e := lookup(t, j, "bob"); e.Password != "pw-bob" {
+		t.Errorf("bob: %+v", e)
+	}
+}
+
+// The index stays exact at a size where collisions of its 64-bit key may happen in
+// other runs: every user is found with its own record, and unknown names are not.
+func TestIndexManyUsers(t *testing.T) {
+	t.Parallel()
+	x := newIndex()
+	const n = 200000
+	for i := range n {
+		name := fmt.Sprintf("user%d", i)
+		k, c := x.hash(name)
+		x.put(k, c, func() string { return name }, int64(i+1), codeIntent)
+	}
+	for i := range n {
+		name := fmt.Sprintf("user%d", i)
+		k, c := x.hash(name)
+		if v, ok := x.get(k, c, name); !ok || valOffset(v) != int64(i+1) {
+			t.Fatalf("%s: %d, %v", name, valOffset(v), ok)
+		}
+		name = fmt.Sprintf("other%d", i)
+		k, c = x.hash(name)
+		if _, ok := x.get(k, c, name); ok {
+			t.Fatalf("%s found but never put", name)
+		}
+	}
+	if x.len() != n {
+		t.Errorf("len = %d, want %d", x.len(), n)
+	}
+}

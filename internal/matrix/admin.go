@@ -51,6 +51,10 @@ type AdminUser struct {
 	Guest        bool
 	UserType     string
 	CreationTS   int64 // as the server sends it (Synapse: milliseconds since the epoch)
+	// AppserviceID names the application service (a bridge) that owns the
+	// account; "" for an ordinary account. Only GetUser reports it: the list
+	// leaves it out.
+	AppserviceID string
 	ThreePIDs    []ThreePID
 	ExternalIDs  []ExternalID
 }
@@ -69,6 +73,7 @@ type adminUserJSON struct {
 	IsGuest      flexBool     `json:"is_guest"`
 	UserType     *string      `json:"user_type"`
 	CreationTS   flexNumber   `json:"creation_ts"`
+	AppserviceID *string      `json:"appservice_id"`
 	ThreePIDs    []ThreePID   `json:"threepids"`
 	ExternalIDs  []ExternalID `json:"external_ids"`
 }
@@ -86,6 +91,7 @@ func (u adminUserJSON) user() AdminUser {
 		Guest:        bool(u.IsGuest),
 		UserType:     deref(u.UserType),
 		CreationTS:   int64(u.CreationTS),
+		AppserviceID: deref(u.AppserviceID),
 		ThreePIDs:    u.ThreePIDs,
 		ExternalIDs:  u.ExternalIDs,
 	}
@@ -250,6 +256,44 @@ func (a *Admin) Join(ctx context.Context, roomIDOrAlias, userID string) (string,
 		in: map[string]string{"user_id": userID}, out: &res})
 	if err != nil {
 		return "", err
+	}
+	return res.RoomID, nil
+}
+
+// JoinedRooms lists the IDs of the rooms userID is joined to
+// (GET /_synapse/admin/v1/users/<userID>/joined_rooms). Synapse answers an
+// empty list, not 404, for a user it does not know.
+func (a *Admin) JoinedRooms(ctx context.Context, userID string) ([]string, error) {
+	op := "list the rooms of " + userID
+	if err := checkID(userID, '@'); err != nil {
+		return nil, fmt.Errorf("%s: %w", op, err)
+	}
+	var res struct {
+		JoinedRooms []string `json:"joined_rooms"`
+	}
+	if _, err := a.do(ctx, op, request{method: http.MethodGet, path: userPath(adminV1+"/users/", userID) + "/joined_rooms", out: &res}); err != nil {
+		return nil, err
+	}
+	return res.JoinedRooms, nil
+}
+
+// ResolveAlias returns the room ID an alias points to
+// (GET /_matrix/client/v3/directory/room/<alias>), so that a roster's
+// aliases can be compared with JoinedRooms' IDs. An unknown alias matches
+// ErrNotFound. The directory needs no token; none is sent.
+func (a *Admin) ResolveAlias(ctx context.Context, alias string) (string, error) {
+	op := "resolve " + alias
+	if err := checkID(alias, '#'); err != nil {
+		return "", fmt.Errorf("%s: %w", op, err)
+	}
+	var res struct {
+		RoomID string `json:"room_id"`
+	}
+	if _, err := a.c.do(ctx, request{method: http.MethodGet, path: userPath("/_matrix/client/v3/directory/room/", alias), out: &res}); err != nil {
+		return "", fmt.Errorf("%s: %w", op, err)
+	}
+	if res.RoomID == "" {
+		return "", fmt.Errorf("%s: %w: no room_id in the answer", op, errMalformed)
 	}
 	return res.RoomID, nil
 }

@@ -406,12 +406,16 @@ func boolParam(w http.ResponseWriter, body map[string]any, name, errcode, msg st
 
 // deactivateLocked is DeactivateAccountHandler.deactivate_account
 // (synapse/handlers/deactivate_account.py): threepids, devices and the
-// password hash go; erase also blanks the profile.
+// password hash go; erase also blanks the profile. The user parter leaves every room (in the background on Synapse; at once
+// here). External IDs stay: deactivation does not touch user_external_ids.
 func (s *Server) deactivateLocked(u *user, erase bool) {
 	u.deactivated = true
 	u.threepids = nil
 	u.hash, u.salt = nil, nil
 	s.deleteDevicesLocked(u, "")
+	for _, rm := range s.rooms {
+		delete(rm.members, s.UserID(u.localpart))
+	}
 	if erase {
 		u.erased = true
 		u.displayName, u.avatarURL = "", ""
@@ -510,4 +514,43 @@ func (s *Server) adminUsernameAvailable(w http.ResponseWriter, r *http.Request) 
 		return
 	}
 	s.usernameAvailableSynapseLocked(w, r)
+}
+
+// joinedRooms is UserJoinedRoomsRestServlet (synapse/rest/admin/users.py):
+// the store's rooms for the user ID, whether or not the user exists (an
+// unknown user has none), and no check that the ID is local.
+func (s *Server) joinedRooms(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, _, ok := s.requireAdmin(w, r); !ok {
+		return
+	}
+	target := r.PathValue("userID")
+	rooms := []string{}
+	for id, rm := range s.rooms {
+		if rm.members[target] {
+			rooms = append(rooms, id)
+		}
+	}
+	slices.Sort(rooms)
+	writeJSON(w, http.StatusOK, map[string]any{"joined_rooms": rooms, "total": len(rooms)})
+}
+
+// directoryRoom is ClientDirectoryServer.on_GET (synapse/rest/client/directory.py,
+// synapse/handlers/directory.py get_association): no authentication; 400 for
+// a malformed alias, 404 M_NOT_FOUND for an unknown one.
+func (s *Server) directoryRoom(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	alias := r.PathValue("alias")
+	if !strings.HasPrefix(alias, "#") || !strings.Contains(alias, ":") {
+		writeError(w, http.StatusBadRequest, "M_INVALID_PARAM", "Room alias invalid")
+		return
+	}
+	id, ok := s.aliases[alias]
+	if !ok {
+		writeError(w, http.StatusNotFound, matrix.ErrcodeNotFound, "Room alias "+alias+" not found")
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"room_id": id, "servers": []string{s.o.ServerName}})
 }

@@ -214,6 +214,7 @@ func (s *Server) routes() *http.ServeMux {
 		m.HandleFunc("GET "+p+"/account/whoami", s.whoami)
 		m.HandleFunc("GET "+p+"/register/available", s.registerAvailable)
 		m.HandleFunc("GET "+p+"/password_policy", s.passwordPolicy)
+		m.HandleFunc("GET "+p+"/directory/room/{alias}", s.directoryRoom)
 	}
 	m.HandleFunc("GET /_synapse/admin/v1/register", s.nonce)
 	m.HandleFunc("POST /_synapse/admin/v1/register", s.register)
@@ -224,6 +225,7 @@ func (s *Server) routes() *http.ServeMux {
 	m.HandleFunc("POST /_synapse/admin/v1/deactivate/{userID}", s.deactivate)
 	m.HandleFunc("POST /_synapse/admin/v1/join/{room}", s.join)
 	m.HandleFunc("GET /_synapse/admin/v1/username_available", s.adminUsernameAvailable)
+	m.HandleFunc("GET /_synapse/admin/v1/users/{userID}/joined_rooms", s.joinedRooms)
 	return m
 }
 

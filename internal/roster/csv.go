@@ -45,7 +45,14 @@ func (r *run) readCSV(src io.Reader) error {
 		}
 		if cols == nil {
 			line, _ := cr.FieldPos(0)
-			cols = r.header(rec, line, cr)
+			if r.opts.Columns != nil {
+				if isVersionLine(rec) {
+					continue // Entra ID's bulk files start with "version:v1.0"
+				}
+				cols = r.presetHeader(rec, line, cr)
+			} else {
+				cols = r.header(rec, line, cr)
+			}
 			if cols.localpart < 0 || (r.stopAtFirst && r.errs.Total > 0) {
 				return errStop // without localparts, the rows cannot be read
 			}
@@ -66,6 +73,13 @@ func (r *run) readCSV(src io.Reader) error {
 		}
 		u := entry{col: 1}
 		u.line, _ = cr.FieldPos(0)
+		if cols.preset != nil {
+			r.presetEntry(&u, rec, cols, cr)
+			if r.accept(&u, before) {
+				return errStop
+			}
+			continue
+		}
 		for i, c := range cols.byIndex {
 			if c < 0 {
 				continue
@@ -135,8 +149,9 @@ func (r *run) recordTooBig(in *input) {
 // header reads the header row.
 type header struct {
 	n         int
-	byIndex   []column // the column at each index, or -1 for an unknown one
-	localpart int      // the index of the localpart column, or -1
+	byIndex   []column       // the column at each index, or -1 for an unknown one
+	localpart int            // the index of the localpart column, or -1
+	preset    *presetColumns // the export's columns when read with --columns, else nil
 }
 
 func (r *run) header(rec []string, line int, cr *csv.Reader) *header {
@@ -182,6 +197,13 @@ func (r *run) header(rec []string, line int, cr *csv.Reader) *header {
 		if u.hint != "" {
 			noHints = false
 		}
+	}
+	if d := detectExport(rec); d != "" && d != "provision" {
+		// An export from another system: one problem that says how to read
+		// it beats one per unknown column.
+		r.problem(line, 1, "this is "+presetTitles[d]+", not a roster in provision's columns",
+			"read it as it is with --columns "+d)
+		return h
 	}
 	if known == 0 && noHints && len(unknown) > 0 {
 		r.problem(line, 1, "the first line is not a header: it names no known column",

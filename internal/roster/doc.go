@@ -41,6 +41,15 @@
 // localpart starts with '#', which is then refused with a hint to delete the
 // line. This keeps the reader a plain RFC 4180 reader.
 //
+// # Exports from other systems
+//
+// With [Options].Columns (--columns), a CSV exported from Google Workspace,
+// Microsoft Entra ID or Okta, or any CSV described by an explicit mapping, is
+// read as it is: the export's own columns are mapped to the roster's, the
+// localpart is derived from an address or login ([DeriveLocalpart]), and two
+// people who would get the same localpart are a problem naming both lines.
+// See [ParseColumns].
+//
 // # YAML
 //
 // A YAML roster is a sequence of mappings, or a mapping with the single key

@@ -62,6 +62,16 @@ type Options struct {
 	CheckPassword func(string) error
 	// CheckRecipient validates per-user public keys; nil accepts any.
 	CheckRecipient func(string) error
+	// Columns reads a CSV exported from another system (Google Workspace,
+	// Entra ID, Okta, or an explicit mapping); nil means provision's own
+	// columns. See [ParseColumns].
+	Columns *Mapping
+	// Checked says the input already passed [Check] with these options, as
+	// the second of a run's two passes has. [Each] then skips the duplicate
+	// check, the one rule that keeps something per user (see Limits in the
+	// package documentation), so that the second pass streams a roster of any
+	// length in constant memory.
+	Checked bool
 }
 
 // Problem is one thing wrong with a roster, at a place in the file.
@@ -192,11 +202,14 @@ func newRun(name string, opts Options) (*run, error) {
 	if format != FormatCSV && format != FormatYAML {
 		return nil, fmt.Errorf("unknown roster format %q — use csv or yaml", format)
 	}
+	if opts.Columns != nil && format != FormatCSV {
+		return nil, fmt.Errorf("--columns reads CSV exports, and %s is YAML — write the YAML roster with provision's own keys, or leave out --columns", displayName(name))
+	}
 	return &run{
 		file:   displayName(name),
 		format: format,
 		opts:   opts,
-		seen:   newSeenSet(),
+		seen:   newSeenSet(opts.Checked),
 	}, nil
 }
 

@@ -54,7 +54,8 @@ type entry struct {
 	line, col     int // where the record starts
 	fields        [numColumns]value
 	rooms         []value
-	localpartTypo bool // the localpart is missing, but a problem already says why
+	localpartTypo bool   // the localpart is missing, but a problem already says why
+	derivedFrom   string // with --columns: the address's local part the localpart was made from
 }
 
 // accept validates an entry and, when it and the lines it came from have no
@@ -125,7 +126,13 @@ func (r *run) localpart(e *entry, u *User) {
 	if lower != written {
 		u.Original = written
 	}
-	if first, dup := r.seen.add(lower, e.line); dup {
+	if e.derivedFrom != "" && e.derivedFrom != lower {
+		u.Original = e.derivedFrom
+	}
+	if first, dup := r.seen.add(lower, e.line); dup && e.derivedFrom != "" {
+		r.bad(v, fmt.Sprintf("two people get the localpart %s: line %d and line %d (from %s)", quoteShort(lower), first, e.line, quoteShort(e.derivedFrom)),
+			r.opts.Columns.overrideHint())
+	} else if dup {
 		msg := fmt.Sprintf("duplicate localpart %s: already on line %d", quoteShort(lower), first)
 		if u.Original != "" {
 			msg = fmt.Sprintf("duplicate localpart %s (written %s): already on line %d", quoteShort(lower), quoteShort(written), first)
@@ -502,13 +509,21 @@ type seen struct {
 	check uint32 // a second, independent hash of the name
 }
 
-func newSeenSet() *seenSet {
+// newSeenSet returns an empty set, or nil (which finds no duplicate) when the
+// roster was checked already.
+func newSeenSet(checked bool) *seenSet {
+	if checked {
+		return nil
+	}
 	return &seenSet{seed: maphash.MakeSeed(), checkSeed: maphash.MakeSeed(), first: make(map[uint64]seen)}
 }
 
 // add records a localpart seen on a line; when it was seen before, it
 // returns the line where.
 func (s *seenSet) add(name string, line int) (firstLine int, dup bool) {
+	if s == nil {
+		return 0, false // Options.Checked: the first pass found no duplicate
+	}
 	h := maphash.String(s.seed, name)
 	c := uint32(maphash.String(s.checkSeed, name))
 	e, ok := s.first[h]

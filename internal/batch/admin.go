@@ -1,0 +1,815 @@
+package batch
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/provision-matrix/provision/internal/journal"
+	"github.com/provision-matrix/provision/internal/matrix"
+	"github.com/provision-matrix/provision/internal/reconcile"
+	"github.com/provision-matrix/provision/internal/report"
+	"github.com/provision-matrix/provision/internal/roster"
+)
+
+// AdminAPI is the Synapse admin API as admin mode uses it. *matrix.Admin satisfies it.
+type AdminAPI interface {
+	GetUser(ctx context.Context, userID string) (matrix.AdminUser, error)
+	ListUsers(ctx context.Context, from string, limit int) ([]matrix.AdminUser, string, error)
+	JoinedRooms(ctx context.Context, userID string) ([]string, error)
+	ResolveAlias(ctx context.Context, alias string) (string, error)
+	PutUser(ctx context.Context, userID string, u matrix.PutUser) (bool, error)
+	Deactivate(ctx context.Context, userID string, erase bool) error
+	Join(ctx context.Context, roomIDOrAlias, userID string) (string, error)
+}
+
+// Sessions logs in and out. Admin mode uses it only to settle whether a password that
+// an interrupted run sent took effect. *matrix.Client satisfies it.
+type Sessions interface {
+	LoginSession(ctx context.Context, user, password string) (matrix.Session, error)
+	Logout(ctx context.Context, token string) error
+}
+
+var (
+	_ AdminAPI = (*matrix.Admin)(nil)
+	_ Sessions = (*matrix.Client)(nil)
+)
+
+// journalPasswordSet is the journal status of a password that is live on the server
+// and owed to its user: for a created account and for a reset password alike, because
+// the journal's handoff checkpoint marks exactly the users this status names as
+// delivered (journal.StatusCreated).
+const journalPasswordSet = journal.StatusCreated
+
+// DefaultPageSize is how many accounts one page of the user list asks for.
+const DefaultPageSize = 250
+
+// AdminRunner keeps a homeserver in line with a roster through the Synapse admin API.
+// Plan only reads; Apply carries a plan out. A password is journaled before the
+// request that sets it leaves, and is never sent for an account that exists unless the
+// plan resets it.
+type AdminRunner struct {
+	API       AdminAPI
+	Sessions  Sessions  // nil: an interrupted run's unanswered password is never settled
+	Passwords Passwords // for new accounts and resets without a roster password
+	Journal   Journal   // nil when only planning
+	Handoff   Handoff   // nil when only planning
+	Sink      Sink
+	// OnRow, if set, sees every row as it is reported (for progress bars).
+	OnRow func(report.Row)
+	Log   *slog.Logger
+	// Opts tune the pool, the rate of state-changing requests and retries.
+	// Opts.ServerName is required: it makes the user IDs.
+	Opts Options
+	Sync reconcile.Options
+	// Self is the admin token's own user ID: never demoted, never deactivated.
+	Self string
+	// PageSize is the number of accounts per page of the user list; 0 = DefaultPageSize.
+	PageSize int
+	// Secrets are blanked out of every server message before it reaches a report row
+	// or a log line (the admin token, the shared secret): a server or proxy may quote
+	// the request, or its own configuration, in an error. Passwords are blanked out
+	// of the answers to the requests that carry them.
+	Secrets []string
+
+	// Seams for tests.
+	Now    func() time.Time
+	Sleep  func(context.Context, time.Duration) error
+	Jitter func(n int64) int64
+
+	once  sync.Once
+	base  *Runner   // the shared machinery: options, throttle for writes, backoff
+	reads *throttle // reads are cheap (no password hashing): only 429s slow them
+
+	aliasMu sync.Mutex
+	aliases map[string]string // alias → room ID ("" = did not resolve)
+
+	failedJoins atomic.Int64
+	joinMu      sync.Mutex
+	joinErrs    []string // the first few failed joins, for the summary
+}
+
+// maxJoinErrors bounds the failed joins FailedJoinErrors keeps.
+const maxJoinErrors = 20
+
+func (r *AdminRunner) init() {
+	r.once.Do(func() {
+		r.base = &Runner{Opts: r.Opts, Now: r.Now, Sleep: r.Sleep, Jitter: r.Jitter, Log: r.Log}
+		r.base.defaults()
+		r.Opts, r.Log = r.base.Opts, r.base.Log
+		r.reads = newThrottle(0, r.base.Now, r.base.Sleep)
+		if r.PageSize <= 0 {
+			r.PageSize = DefaultPageSize
+		}
+		r.aliases = map[string]string{}
+	})
+}
+
+func (r *AdminRunner) userID(localpart string) string {
+	return "@" + localpart + ":" + r.Opts.ServerName
+}
+
+// Plan reads the server and returns what must change, changing nothing: one GET per
+// roster user (and their rooms when they are compared), and with DeactivateMissing
+// the whole user list, paged, plus one GET per account the roster does not name (the
+// list does not carry external IDs). A request that fails after its retries fails the
+// plan: a guess about one account could turn into a wrong change.
+func (r *AdminRunner) Plan(ctx context.Context, src Source) (*reconcile.Plan, error) {
+	r.init()
+	if r.Opts.ServerName == "" {
+		return nil, errors.New("admin mode needs the server name")
+	}
+	var users []roster.User
+	inRoster := map[string]bool{}
+	if err := src(func(u roster.User) error {
+		users = append(users, u)
+		inRoster[u.Localpart] = true
+		return nil
+	}); err != nil {
+		return nil, fmt.Errorf("reading the roster: %w", err)
+	}
+
+	plan := &reconcile.Plan{Options: r.Sync, Changes: make([]reconcile.Change, len(users))}
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(r.Opts.Concurrency)
+	for i, u := range users {
+		if gctx.Err() != nil {
+			break
+		}
+		g.Go(func() error {
+			c, err := r.observe(gctx, u)
+			plan.Changes[i] = c
+			return err
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, r.planError(ctx, err)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, r.planError(ctx, err)
+	}
+
+	if r.Sync.DeactivateMissing {
+		missing, err := r.missing(ctx, inRoster)
+		if err != nil {
+			return nil, r.planError(ctx, err)
+		}
+		plan.Changes = append(plan.Changes, missing...)
+	}
+	return plan, nil
+}
+
+func (r *AdminRunner) planError(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return fmt.Errorf("%w before the plan was complete: %w", ErrInterrupted, context.Cause(ctx))
+	}
+	return err
+}
+
+// observe reads what the server holds for one roster user and decides its change.
+func (r *AdminRunner) observe(ctx context.Context, u roster.User) (reconcile.Change, error) {
+	id := r.userID(u.Localpart)
+	var acct reconcile.Account
+	err := r.read(ctx, func(ctx context.Context) error {
+		au, err := r.API.GetUser(ctx, id)
+		switch {
+		case err == nil:
+			acct = reconcile.Account{Exists: true, User: au}
+		case errors.Is(err, matrix.ErrNotFound):
+			acct = reconcile.Account{}
+		default:
+			return err
+		}
+		return nil
+	})
+	if err != nil {
+		return reconcile.Change{}, err
+	}
+	if acct.Exists && r.Journal != nil {
+		if e, ok := r.Journal.Lookup(u.Localpart); ok && owes(e) != debtNone {
+			// An interrupted run may have created this account and not got to its
+			// rooms: compare them even without --update.
+			acct.Resumed = true
+		}
+	}
+	if reconcile.RoomsNeeded(u, acct, r.Sync) {
+		if err := r.read(ctx, func(ctx context.Context) error {
+			rooms, err := r.API.JoinedRooms(ctx, id)
+			acct.Rooms = rooms
+			return err
+		}); err != nil {
+			return reconcile.Change{}, err
+		}
+		acct.Aliases = map[string]string{}
+		for _, room := range u.Rooms {
+			if strings.HasPrefix(room, "#") {
+				acct.Aliases[room] = r.resolve(ctx, room)
+			}
+		}
+	}
+	return reconcile.Diff(u, id, r.Self, acct, r.Sync), nil
+}
+
+// resolve returns the room ID of an alias, or "" when it does not resolve; the join
+// then reports why. Each alias is asked once per run.
+func (r *AdminRunner) resolve(ctx context.Context, alias string) string {
+	r.aliasMu.Lock()
+	id, ok := r.aliases[alias]
+	r.aliasMu.Unlock()
+	if ok {
+		return id
+	}
+	err := r.read(ctx, func(ctx context.Context) error {
+		var err error
+		id, err = r.API.ResolveAlias(ctx, alias)
+		return err
+	})
+	if err != nil {
+		r.Log.Debug("room alias did not resolve", "alias", alias, "error", err.Error())
+		id = ""
+	}
+	r.aliasMu.Lock()
+	r.aliases[alias] = id
+	r.aliasMu.Unlock()
+	return id
+}
+
+// missing pages through every account and decides, for each that the roster does not
+// name, whether provision deactivates it.
+func (r *AdminRunner) missing(ctx context.Context, inRoster map[string]bool) ([]reconcile.Change, error) {
+	suffix := ":" + r.Opts.ServerName
+	var candidates []string
+	from := ""
+	for {
+		var page []matrix.AdminUser
+		var next string
+		if err := r.read(ctx, func(ctx context.Context) error {
+			var err error
+			page, next, err = r.API.ListUsers(ctx, from, r.PageSize)
+			return err
+		}); err != nil {
+			return nil, err
+		}
+		for _, u := range page {
+			lp, ok := strings.CutSuffix(strings.TrimPrefix(u.UserID, "@"), suffix)
+			if !ok || u.Deactivated || inRoster[lp] {
+				continue
+			}
+			candidates = append(candidates, u.UserID)
+		}
+		if next == "" || next == from {
+			break
+		}
+		from = next
+	}
+
+	changes := make([]reconcile.Change, len(candidates))
+	listed := make([]bool, len(candidates))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(r.Opts.Concurrency)
+	for i, id := range candidates {
+		g.Go(func() error {
+			// The list leaves out external IDs, which say whether provision created
+			// the account: read the account itself.
+			return r.read(gctx, func(ctx context.Context) error {
+				au, err := r.API.GetUser(ctx, id)
+				if errors.Is(err, matrix.ErrNotFound) {
+					return nil // gone since the list was read
+				}
+				if err != nil {
+					return err
+				}
+				changes[i], listed[i] = reconcile.Missing(au, r.Self, r.Sync)
+				return nil
+			})
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	var out []reconcile.Change
+	for i, c := range changes {
+		if listed[i] {
+			out = append(out, c)
+		}
+	}
+	slices.SortFunc(out, func(a, b reconcile.Change) int { return strings.Compare(a.UserID, b.UserID) })
+	return out, nil
+}
+
+// Apply carries out a plan. It refuses a plan over its deactivation limit before
+// sending anything. Rows come out in the plan's order; one account's failure is its
+// row, never an error. Cancelling ctx starts nothing new, lets requests in flight
+// finish, and reports the rest as skipped (the returned error wraps ErrInterrupted).
+func (r *AdminRunner) Apply(ctx context.Context, plan *reconcile.Plan) (*report.Summary, error) {
+	r.init()
+	if err := plan.CheckLimit(); err != nil {
+		return nil, err
+	}
+	if r.Journal == nil || r.Handoff == nil {
+		return nil, errors.New("applying a plan needs the journal and the handoff")
+	}
+	sum := report.NewSummary(r.base.Now())
+	window := max(256, 16*r.Opts.Concurrency)
+	ord := newOrderer(window, func(row report.Row) error {
+		sum.Add(row)
+		if r.OnRow != nil {
+			r.OnRow(row)
+		}
+		return r.Sink.Write(row)
+	})
+	g, gctx := errgroup.WithContext(context.WithoutCancel(ctx))
+	g.SetLimit(r.Opts.Concurrency)
+	interrupted := false
+	var feedErr error
+	for i, c := range plan.Changes {
+		if err := ord.reserve(gctx, i); err != nil {
+			feedErr = err
+			break
+		}
+		if ctx.Err() != nil || gctx.Err() != nil {
+			interrupted = interrupted || ctx.Err() != nil
+			row := r.baseRow(c)
+			row.Status, row.Error = report.Skipped, join(row.Error, "interrupted before it started: run the same command again to finish")
+			if err := ord.done(i, row); err != nil {
+				feedErr = err
+				break
+			}
+			continue
+		}
+		g.Go(func() error {
+			row, err := r.apply(ctx, gctx, c)
+			if err != nil {
+				return err
+			}
+			return ord.done(i, row)
+		})
+	}
+	gErr := g.Wait()
+	sum.Finished = r.base.Now()
+	switch {
+	case gErr != nil:
+		return sum, gErr
+	case ord.err != nil:
+		return sum, ord.err
+	case feedErr != nil:
+		return sum, feedErr
+	case interrupted || ctx.Err() != nil:
+		return sum, fmt.Errorf("%w: %w", ErrInterrupted, context.Cause(ctx))
+	}
+	return sum, nil
+}
+
+// baseRow is a change's row before anything is done.
+func (r *AdminRunner) baseRow(c reconcile.Change) report.Row {
+	row := report.Row{Localpart: c.User.Localpart, UserID: c.UserID}
+	if row.Localpart == "" {
+		row.Localpart = strings.TrimPrefix(strings.TrimSuffix(c.UserID, ":"+r.Opts.ServerName), "@")
+	}
+	if c.User.Original != "" {
+		row.Error = fmt.Sprintf("written as %q in the roster; user IDs are lower case", c.User.Original)
+	}
+	return row
+}
+
+// debt is what the journal says this run owes an existing account's user.
+type debt int
+
+const (
+	debtNone    debt = iota
+	debtDeliver      // a password is live on the server and was never handed off
+	debtUnknown      // a password was sent and no answer recorded: it may be live
+)
+
+func owes(e journal.Entry) debt {
+	switch {
+	case e.Password == "":
+		return debtNone
+	case e.Done && e.Status == journalPasswordSet:
+		return debtDeliver
+	case e.Done && e.Status != string(report.Failed):
+		return debtNone // delivered, or settled as not ours
+	}
+	return debtUnknown
+}
+
+// apply carries out one change. stopCtx ends waiting; reqCtx bounds requests (it ends
+// only when the run itself fails). An error is returned only when the run cannot go
+// on (journal, handoff).
+func (r *AdminRunner) apply(stopCtx, reqCtx context.Context, c reconcile.Change) (report.Row, error) {
+	row := r.baseRow(c)
+	switch c.Action {
+	case reconcile.Create:
+		return r.create(stopCtx, reqCtx, c, row)
+	case reconcile.Deactivate:
+		st := &callState{}
+		err := r.write(stopCtx, reqCtx, st, func(ctx context.Context) error { return r.API.Deactivate(ctx, c.UserID, c.Erase) })
+		row.Attempts = st.attempts
+		if err != nil {
+			return r.failedRow(row, err, st), nil
+		}
+		row.Status = report.Deactivated
+		if c.Erase {
+			row.Error = join(row.Error, "erased")
+		}
+		return row, nil
+	case reconcile.Keep:
+		row.Status, row.Error = report.Skipped, join(row.Error, "not in the roster but kept: "+c.Note)
+		return row, nil
+	}
+
+	// The account exists. First what an interrupted run may owe its user (nothing,
+	// if the account has been deactivated since: its password is gone).
+	settled := false
+	if c.Action != reconcile.Skip {
+		var err error
+		if settled, err = r.settle(stopCtx, reqCtx, c, &row); err != nil {
+			return row, err
+		}
+	}
+	switch c.Action {
+	case reconcile.Skip:
+		row.Status, row.Error = report.Skipped, join(row.Error, c.Note)
+	case reconcile.Unchanged:
+		row.Status = report.Unchanged
+	case reconcile.Exists:
+		row.Status = report.Exists
+	case reconcile.Update:
+		if err := r.update(stopCtx, reqCtx, c, settled, &row); err != nil {
+			return row, err
+		}
+	}
+	if settled && row.Status != report.Failed {
+		// The password handed off is this account's: report it as what the earlier
+		// run was doing, which the options tell (a scheduled job keeps its flags).
+		if r.Sync.ResetPasswords {
+			row.Status = report.Updated
+		} else {
+			row.Status = report.Created
+		}
+	}
+	return row, nil
+}
+
+// settle hands off a password an interrupted run set on this account and did not
+// hand off, after making sure it is live. It reports whether it did.
+func (r *AdminRunner) settle(stopCtx, reqCtx context.Context, c reconcile.Change, row *report.Row) (bool, error) {
+	if c.User.Localpart == "" {
+		return false, nil
+	}
+	e, ok := r.Journal.Lookup(c.User.Localpart)
+	if !ok {
+		return false, nil
+	}
+	switch owes(e) {
+	case debtNone:
+		return false, nil
+	case debtUnknown:
+		live, known := r.passwordLive(stopCtx, reqCtx, c.User.Localpart, e.Password)
+		if !known {
+			r.Log.Warn("could not tell whether an interrupted run's password took effect; the next run asks again", "user", c.UserID)
+			return false, nil
+		}
+		if !live {
+			// Not ours, or never set: nothing is owed, now or later.
+			if err := r.Journal.Outcome(c.User.Localpart, c.UserID, string(report.Exists)); err != nil {
+				return false, fmt.Errorf("journal: %w", err)
+			}
+			return false, nil
+		}
+	}
+	if err := r.Handoff.Deliver(c.User, c.UserID, e.Password, true); err != nil {
+		return false, fmt.Errorf("handing off %s: %w", c.UserID, err)
+	}
+	// Recorded again in this run, so that this run's handoff checkpoint covers it.
+	if err := r.Journal.Outcome(c.User.Localpart, c.UserID, journalPasswordSet); err != nil {
+		return false, fmt.Errorf("journal: %w", err)
+	}
+	// Recorded again in this run, so that this run's checkpoint (journal.Checkpoint)
+	// covers the handoff just made.
+	if err := r.Journal.Outcome(c.User.Localpart, c.UserID, journalPasswordSet); err != nil {
+		return false, fmt.Errorf("journal: %w", err)
+	}
+	row.Error = join(row.Error, "its password was set by an earlier, interrupted run and is in this run's handoff")
+	return true, nil
+}
+
+// passwordLive logs in with password: known is false when the question could not be
+// settled (the server did not answer, or does not allow password logins).
+func (r *AdminRunner) passwordLive(stopCtx, reqCtx context.Context, localpart, password string) (live, known bool) {
+	if r.Sessions == nil {
+		return false, false
+	}
+	var sess matrix.Session
+	err := r.call(stopCtx, reqCtx, r.base.throttle, &callState{password: password}, func(ctx context.Context) error {
+		var err error
+		sess, err = r.Sessions.LoginSession(ctx, localpart, password)
+		return err
+	})
+	switch {
+	case err == nil:
+		ctx, cancel := context.WithTimeout(reqCtx, r.Opts.RequestTimeout)
+		if lerr := r.Sessions.Logout(ctx, sess.AccessToken); lerr != nil {
+			r.Log.Warn("could not log out the session opened to check an account", "user", localpart, "error", lerr.Error())
+		}
+		cancel()
+		return true, true
+	case matrix.Errcode(err) == matrix.ErrcodeForbidden, matrix.Errcode(err) == matrix.ErrcodeUserDeactivated:
+		return false, true // wrong password, or no password any more
+	}
+	return false, false
+}
+
+// create makes a new account: a fresh check that it is still absent, the password
+// journaled, then the PUT, the handoff and the joins.
+func (r *AdminRunner) create(stopCtx, reqCtx context.Context, c reconcile.Change, row report.Row) (report.Row, error) {
+	// The plan may be minutes old; a PUT on an account that appeared since (a single
+	// sign-on login creates one) would reset its password. Narrow the window to the
+	// moment before the PUT.
+	var appeared bool
+	if err := r.call(stopCtx, reqCtx, r.reads, &callState{}, func(ctx context.Context) error {
+		_, err := r.API.GetUser(ctx, c.UserID)
+		if errors.Is(err, matrix.ErrNotFound) {
+			return nil
+		}
+		appeared = err == nil
+		return err
+	}); err != nil {
+		if errors.Is(err, errStopped) {
+			row.Status, row.Error = report.Skipped, join(row.Error, "interrupted before it started: run the same command again to finish")
+			return row, nil
+		}
+		return r.failedRow(row, err, &callState{}), nil
+	}
+	if appeared {
+		row.Status, row.Error = report.Exists, join(row.Error, "created by someone else after the plan was made; nothing was sent")
+		return row, nil
+	}
+
+	pw := c.User.Password
+	if pw == "" {
+		var err error
+		if pw, err = r.Passwords.Generate(); err != nil {
+			return row, fmt.Errorf("generating a password: %w", err)
+		}
+	}
+	if err := r.Journal.Intent(c.User.Localpart, c.UserID, pw); err != nil {
+		return row, fmt.Errorf("journal: %w", err)
+	}
+	put := c.Put
+	put.Password = &pw
+	st := &callState{password: pw}
+	var created bool
+	err := r.write(stopCtx, reqCtx, st, func(ctx context.Context) error {
+		var err error
+		created, err = r.API.PutUser(ctx, c.UserID, put)
+		return err
+	})
+	row.Attempts = st.attempts
+	if err != nil {
+		if !st.maybeLanded {
+			if jerr := r.Journal.Outcome(c.User.Localpart, c.UserID, string(report.Failed)); jerr != nil {
+				return row, fmt.Errorf("journal: %w", jerr)
+			}
+		}
+		return r.failedRow(row, err, st), nil
+	}
+	if err := r.Journal.Outcome(c.User.Localpart, c.UserID, journalPasswordSet); err != nil {
+		return row, fmt.Errorf("journal: %w", err)
+	}
+	// 200 instead of 201: an earlier attempt of ours created it (its answer was
+	// lost), or, if none could have, someone created it in the instant after the
+	// check. Either way the password now set is the one just sent: hand it off.
+	again := !created && !st.maybeLanded
+	if err := r.Handoff.Deliver(c.User, c.UserID, pw, again); err != nil {
+		return row, fmt.Errorf("handing off %s: %w", c.UserID, err)
+	}
+	row.Status = report.Created
+	if again {
+		row.Status = report.Updated
+		row.Error = join(row.Error, "the account appeared just before it was created; this run set its password, which is in the handoff")
+	}
+	r.joinRooms(stopCtx, reqCtx, c, &row)
+	return row, nil
+}
+
+// update changes an existing account: the fields that differ, the password when a
+// reset is asked for (journaled first), then the joins.
+func (r *AdminRunner) update(stopCtx, reqCtx context.Context, c reconcile.Change, settled bool, row *report.Row) error {
+	put := c.Put
+	var pw string
+	if c.ResetPassword && !settled {
+		pw = c.User.Password
+		if pw == "" {
+			var err error
+			if pw, err = r.Passwords.Generate(); err != nil {
+				return fmt.Errorf("generating a password: %w", err)
+			}
+		}
+		if err := r.Journal.Intent(c.User.Localpart, c.UserID, pw); err != nil {
+			return fmt.Errorf("journal: %w", err)
+		}
+		put.Password = &pw
+		put.LogoutDevices = &c.LogoutDevices
+	}
+	row.Status = report.Updated
+	if put == (matrix.PutUser{}) {
+		r.joinRooms(stopCtx, reqCtx, c, row)
+		return nil
+	}
+	st := &callState{password: pw}
+	err := r.write(stopCtx, reqCtx, st, func(ctx context.Context) error {
+		_, err := r.API.PutUser(ctx, c.UserID, put)
+		return err
+	})
+	row.Attempts += st.attempts
+	if err != nil {
+		if pw != "" && !st.maybeLanded {
+			if jerr := r.Journal.Outcome(c.User.Localpart, c.UserID, string(report.Failed)); jerr != nil {
+				return fmt.Errorf("journal: %w", jerr)
+			}
+		}
+		*row = r.failedRow(*row, err, st)
+		return nil
+	}
+	if pw != "" {
+		if err := r.Journal.Outcome(c.User.Localpart, c.UserID, journalPasswordSet); err != nil {
+			return fmt.Errorf("journal: %w", err)
+		}
+		// The account's earlier welcome file, if any, holds a password that no
+		// longer works: replace it.
+		if err := r.Handoff.Deliver(c.User, c.UserID, pw, true); err != nil {
+			return fmt.Errorf("handing off %s: %w", c.UserID, err)
+		}
+		row.Error = join(row.Error, "password reset; the new one is in the handoff")
+	}
+	r.joinRooms(stopCtx, reqCtx, c, row)
+	return nil
+}
+
+// joinRooms joins the account to the change's rooms. A failed join stays on the row
+// (errcode and error) and undoes nothing.
+func (r *AdminRunner) joinRooms(stopCtx, reqCtx context.Context, c reconcile.Change, row *report.Row) {
+	var failed []string
+	for _, room := range c.Joins {
+		st := &callState{}
+		err := r.write(stopCtx, reqCtx, st, func(ctx context.Context) error {
+			_, err := r.API.Join(ctx, room, c.UserID)
+			return err
+		})
+		row.Attempts += st.attempts
+		if err == nil {
+			continue
+		}
+		code, msg := errText(err)
+		if errors.Is(err, errStopped) {
+			msg = "interrupted: run the same command again to join it"
+		}
+		if row.Errcode == "" {
+			row.Errcode = code
+		}
+		r.failedJoins.Add(1)
+		failed = append(failed, "join "+room+": "+msg)
+		r.joinMu.Lock()
+		if len(r.joinErrs) < maxJoinErrors {
+			r.joinErrs = append(r.joinErrs, c.UserID+": join "+room+": "+msg)
+		}
+		r.joinMu.Unlock()
+	}
+	if len(failed) > 0 {
+		row.Error = join(row.Error, strings.Join(failed, "; "))
+	}
+}
+
+// FailedJoins is the number of room joins that failed in Apply. Their accounts are
+// fine (created or updated): the joins are on their rows.
+func (r *AdminRunner) FailedJoins() int { return int(r.failedJoins.Load()) }
+
+// FailedJoinErrors describes the first failed joins, "@u:hs: join #room: why".
+func (r *AdminRunner) FailedJoinErrors() []string {
+	r.joinMu.Lock()
+	defer r.joinMu.Unlock()
+	return slices.Clone(r.joinErrs)
+}
+
+func (r *AdminRunner) failedRow(row report.Row, err error, st *callState) report.Row {
+	if errors.Is(err, errStopped) {
+		row.Status = report.Skipped
+		msg := "interrupted before it finished: run the same command again to finish"
+		if st.maybeLanded {
+			msg = "interrupted while the server's answer was unknown: run the same command again, which will find out"
+		}
+		row.Error = join(row.Error, msg)
+		return row
+	}
+	code, msg := errText(err)
+	row.Status, row.Errcode, row.Error = report.Failed, code, join(row.Error, msg)
+	return row
+}
+
+// errText is an error as a report shows it: the server's errcode and message (after
+// how often it was tried, if it was retried), or the error itself.
+func errText(err error) (string, string) {
+	var merr *matrix.Error
+	if !errors.As(err, &merr) {
+		return "", err.Error() // no server text in it: a network error, an interruption
+	}
+	msg := merr.Message
+	if msg == "" {
+		msg = fmt.Sprintf("HTTP %d", merr.Status)
+	}
+	var ex *exhausted
+	if errors.As(err, &ex) {
+		msg = ex.why + ": " + msg
+	}
+	return merr.Errcode, msg
+}
+
+// exhausted is a request that was still failing when its retries ran out.
+type exhausted struct {
+	why string
+	err error
+}
+
+func (e *exhausted) Error() string { return e.why + ": " + e.err.Error() }
+func (e *exhausted) Unwrap() error { return e.err }
+
+// callState follows one request through its attempts.
+type callState struct {
+	attempts    int
+	maybeLanded bool   // an attempt may have taken effect without an answer
+	password    string // the password the request carries, if any: never echoed
+}
+
+// errStopped: the run was interrupted while a request waited for its turn or a retry.
+var errStopped = errors.New("interrupted")
+
+// read sends a read-only request with retries. Reads wait only for the pauses that
+// 429s impose, not for the rate limit: they cost the server no password hashing.
+func (r *AdminRunner) read(ctx context.Context, fn func(context.Context) error) error {
+	return r.call(ctx, ctx, r.reads, &callState{}, fn)
+}
+
+// write sends a state-changing request with retries, under the rate limit.
+func (r *AdminRunner) write(stopCtx, reqCtx context.Context, st *callState, fn func(context.Context) error) error {
+	return r.call(stopCtx, reqCtx, r.base.throttle, st, func(ctx context.Context) error {
+		st.attempts++
+		return fn(ctx)
+	})
+}
+
+// call sends a request until it has a definite answer, as the shared-secret path
+// does: a 429 slows the whole pool and is waited out; a network error or 5xx is
+// retried with full-jitter backoff; anything else is the answer. Errors that no retry
+// can cure (a bad token, no admin API) come back at once.
+func (r *AdminRunner) call(stopCtx, reqCtx context.Context, th *throttle, st *callState, fn func(context.Context) error) error {
+	retries, limited := 0, 0
+	for {
+		if err := th.wait(stopCtx); err != nil {
+			return fmt.Errorf("%w: %w", errStopped, err)
+		}
+		ctx, cancel := context.WithTimeout(reqCtx, r.Opts.RequestTimeout)
+		err := fn(ctx)
+		cancel()
+		if err == nil {
+			th.ok()
+			return nil
+		}
+		scrubError(err, append([]string{st.password}, r.Secrets...)...)
+		kind, wait := matrix.Classify(err)
+		switch kind {
+		case matrix.RateLimited:
+			limited++
+			th.rateLimited(wait)
+			if limited >= r.base.Opts.Max429 {
+				return &exhausted{fmt.Sprintf("still rate limited after %d tries", limited), err}
+			}
+			continue
+		case matrix.Retry:
+			if matrix.MayHaveLanded(err) {
+				st.maybeLanded = true
+			}
+			retries++
+			if retries >= r.base.Opts.MaxAttempts {
+				return &exhausted{fmt.Sprintf("gave up after %d tries", retries), err}
+			}
+			d := r.base.backoff(retries)
+			r.Log.Debug("retrying", "after", d, "error", errorText(err, st.password))
+			if err := r.base.Sleep(stopCtx, d); err != nil {
+				return fmt.Errorf("%w: %w", errStopped, err)
+			}
+			continue
+		case matrix.Refused:
+			th.ok()
+		}
+		return err
+	}
+}

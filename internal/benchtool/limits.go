@@ -1,0 +1,173 @@
+package main
+
+import (
+	"fmt"
+	"math"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"time"
+)
+
+// accepted summarises the registrations a server accepted, from their timestamps.
+type acceptedRate struct {
+	n                  int
+	mean               float64 // per second, first to last
+	minSecond, maxSecd int     // fewest and most in one whole second
+}
+
+func measureAccepted(ns []int64) acceptedRate {
+	if len(ns) < 2 {
+		return acceptedRate{n: len(ns)}
+	}
+	ts := slices.Clone(ns)
+	slices.Sort(ts)
+	first, last := ts[0], ts[len(ts)-1]
+	r := acceptedRate{n: len(ts), mean: float64(len(ts)-1) / (float64(last-first) / 1e9), minSecond: math.MaxInt}
+	whole := int((last - first) / 1e9)
+	counts := make([]int, whole)
+	for _, t := range ts {
+		if i := int((t - first) / 1e9); i < whole {
+			counts[i]++
+		}
+	}
+	for _, c := range counts {
+		r.minSecond, r.maxSecd = min(r.minSecond, c), max(r.maxSecd, c)
+	}
+	if whole == 0 {
+		r.minSecond = 0
+	}
+	return r
+}
+
+// rate: --rate R held for 20 s, as the server sees it.
+func (b *bench) rate() error {
+	const perSecond, secs = 100, 20
+	srv, err := startServer(b.self, "-record")
+	if err != nil {
+		return err
+	}
+	defer srv.stop()
+	users := perSecond * secs
+	roster := filepath.Join(b.work.dir, "rate.csv")
+	if err := writeRoster(roster, "rate", users); err != nil {
+		return err
+	}
+	p, err := b.runProvision(srv.url, roster, users, 16, strconv.Itoa(perSecond))
+	if err != nil {
+		return err
+	}
+	st, err := srv.stats()
+	if err != nil {
+		return err
+	}
+	m := measureAccepted(st.Accepted)
+	dev := m.mean/perSecond - 1
+	o := b.out
+	fmt.Fprintf(o, "\n### `--rate %d` over %d s\n\n", perSecond, secs)
+	fmt.Fprintf(o, "%d users at concurrency 16 against the no-work server, which timestamps each registration it accepts.\n\n", users)
+	fmt.Fprintf(o, "| registrations | first to last | mean rate | fewest / most in one second | target |\n|---:|---:|---:|---:|---|\n")
+	fmt.Fprintf(o, "| %d | %.2f s | %.2f/s (%+.2f%%) | %d / %d | within 2%% %s |\n",
+		m.n, float64(m.n-1)/m.mean, m.mean, 100*dev, m.minSecond, m.maxSecd, verdict(math.Abs(dev) <= 0.02))
+	_ = p
+	return nil
+}
+
+// storm: a server that refuses registrations above its rate with 429.
+func (b *bench) storm() error {
+	const allowed, burst, secs = 300, 10, 20
+	srv, err := startServer(b.self, "-limit", strconv.Itoa(allowed), "-burst", strconv.Itoa(burst), "-record")
+	if err != nil {
+		return err
+	}
+	defer srv.stop()
+	users := allowed * secs
+	roster := filepath.Join(b.work.dir, "storm.csv")
+	if err := writeRoster(roster, "storm", users); err != nil {
+		return err
+	}
+	// No rate given: provision has to find the limit from the 429s. A failed user
+	// makes provision exit 1, which runProvision reports as an error.
+	p, err := b.runProvision(srv.url, roster, users, 32, "0")
+	failed := "0"
+	if err != nil {
+		if p.exitCode != 1 {
+			return err
+		}
+		failed = "some (exit 1)"
+	}
+	st, err := srv.stats()
+	if err != nil {
+		return err
+	}
+	m := measureAccepted(st.Accepted)
+	share := float64(st.Limited) / float64(st.Limited+st.Registered)
+	o := b.out
+	fmt.Fprintf(o, "\n### A 429 storm\n\n")
+	fmt.Fprintf(o, "The no-work server accepts %d registrations per second (token bucket, burst %d) and answers the rest `429 M_LIMIT_EXCEEDED` with `retry_after_ms`, as Synapse's rate limiter does. provision runs with `--rate 0 --concurrency 32`: it is not told the limit.\n\n", allowed, burst)
+	fmt.Fprintf(o, "| users | failed | requests answered 429 | accepted rate | of the allowed %d/s | targets |\n|---:|---:|---:|---:|---:|---|\n", allowed)
+	fmt.Fprintf(o, "| %d | %s | %d of %d (%.1f%%) | %.0f/s | %s | no failed user %s, < 10%% 429 %s |\n",
+		users, failed, st.Limited, st.Limited+st.Registered, 100*share, m.mean, pct(m.mean, allowed),
+		verdict(failed == "0"), verdict(share < 0.10))
+	_ = p
+	return nil
+}
+
+// autoCase is one server on which --rate auto is compared with fixed settings.
+type autoCase struct {
+	name   string
+	server []string // provision-bench serve flags
+	users  int
+	fixed  [][2]string // concurrency, rate
+}
+
+// auto: --rate auto against servers with limits, compared with the best fixed
+// setting of a small sweep.
+func (b *bench) auto() error {
+	cases := []autoCase{
+		{"capacity 8 at a time, 20 ms each (400/s)", []string{"-workers", "8", "-service", "20ms"}, 4000,
+			[][2]string{{"4", "0"}, {"8", "0"}, {"16", "0"}, {"64", "0"}}},
+		{"429 above 300/s", []string{"-limit", "300", "-burst", "10"}, 4500,
+			[][2]string{{"16", "150"}, {"16", "300"}, {"32", "0"}}},
+		{"no work", nil, 20000,
+			[][2]string{{"16", "0"}, {"64", "0"}, {"128", "0"}}},
+	}
+	o := b.out
+	fmt.Fprintf(o, "\n### `--rate auto`\n\n")
+	fmt.Fprintf(o, "Each server gets a small sweep of fixed settings, then `--rate auto` (pool of 64, the default ceiling), with the same roster size.\n\n")
+	fmt.Fprintf(o, "| server | best fixed setting | users/s | `--rate auto` users/s | of the best | target |\n|---|---|---:|---:|---:|---|\n")
+	for _, c := range cases {
+		srv, err := startServer(b.self, c.server...)
+		if err != nil {
+			return err
+		}
+		roster := filepath.Join(b.work.dir, "auto.csv")
+		if err := writeRoster(roster, "auto", c.users); err != nil {
+			srv.stop()
+			return err
+		}
+		var best provisionResult
+		bestSetting := ""
+		for _, f := range c.fixed {
+			conc, _ := strconv.Atoi(f[0])
+			p, err := b.runProvision(srv.url, roster, c.users, conc, f[1])
+			if err != nil {
+				srv.stop()
+				return err
+			}
+			if best.users == 0 || p.perSecond() > best.perSecond() {
+				best, bestSetting = p, fmt.Sprintf("`--concurrency %s --rate %s`", f[0], f[1])
+			}
+		}
+		a, err := b.runProvision(srv.url, roster, c.users, 64, "auto")
+		srv.stop()
+		if err != nil {
+			return err
+		}
+		ratio := a.perSecond() / best.perSecond()
+		fmt.Fprintf(o, "| %s | %s | %.0f | %.0f | %s | ≥ 90%% %s |\n", c.name, bestSetting, best.perSecond(), a.perSecond(), pct(a.perSecond(), best.perSecond()), verdict(ratio >= 0.9))
+	}
+	return nil
+}
+
+var _ = time.Second

@@ -1,0 +1,112 @@
+package main
+
+import (
+	"fmt"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"time"
+)
+
+func numCPU() int { return runtime.NumCPU() }
+
+// provisionResult is one provision run.
+type provisionResult struct {
+	conc  int
+	users int
+	child
+}
+
+func (p provisionResult) perSecond() float64 { return float64(p.users) / p.wall.Seconds() }
+func (p provisionResult) cpuPerUser() time.Duration {
+	return p.cpu / time.Duration(max(1, p.users))
+}
+
+// sweepRaw runs the raw loop at each concurrency and returns every result and the best.
+func (b *bench) sweepRaw(srv *serverProc, url string, concs []int, dur time.Duration, prefix string) ([]rawResult, rawResult, error) {
+	var all []rawResult
+	var best rawResult
+	for _, c := range concs {
+		var s0 time.Duration
+		if srv != nil {
+			s0 = srv.cpu()
+		}
+		r, err := rawLoop(b.ctx, url, b.work.secret, c, dur, prefix+"c"+strconv.Itoa(c)+"-")
+		if err != nil {
+			return all, best, err
+		}
+		if srv != nil {
+			r.serverCPU = srv.cpu() - s0
+		}
+		b.log("  raw loop, concurrency %d: %.0f users/s, %d µs CPU/user, server %d µs/user", c, r.perSecond(), r.cpuPerUser().Microseconds(), (r.serverCPU / time.Duration(max(1, r.users))).Microseconds())
+		all = append(all, r)
+		if r.perSecond() > best.perSecond() || best.users == 0 {
+			best = r
+		}
+	}
+	return all, best, nil
+}
+
+// runProvision provisions roster (users rows) on the no-work server at url, at
+// concurrency conc and rate.
+func (b *bench) runProvision(url, roster string, users, conc int, rate string, extra ...string) (provisionResult, error) {
+	return b.runProvisionOn(url, b.work.secretFile, roster, users, conc, rate, extra...)
+}
+
+// runProvisionOn provisions roster on the server at url whose secret is in secretFile.
+func (b *bench) runProvisionOn(url, secretFile, roster string, users, conc int, rate string, extra ...string) (provisionResult, error) {
+	c, err := runChild(b.ctx, b.provision, b.work.provisionArgs(url, secretFile, roster, conc, rate, extra...)...)
+	p := provisionResult{conc: conc, users: users, child: c}
+	if err != nil {
+		return p, err
+	}
+	b.log("  provision, concurrency %d, --rate %s: %.0f users/s, %.0f µs CPU/user, peak RSS %.1f MiB",
+		conc, rate, p.perSecond(), float64(p.cpuPerUser().Microseconds()), float64(p.maxRSS)/(1<<20))
+	return p, nil
+}
+
+// nowork: what provision costs when the server costs nothing.
+func (b *bench) nowork() error {
+	srv, err := startServer(b.self)
+	if err != nil {
+		return err
+	}
+	defer srv.stop()
+	raws, bestRaw, err := b.sweepRaw(srv, srv.url, []int{1, 4, 16, 64}, 3*time.Second, "raw-")
+	if err != nil {
+		return err
+	}
+	roster := filepath.Join(b.work.dir, "nowork.csv")
+	if err := writeRoster(roster, "nw", b.users); err != nil {
+		return err
+	}
+	var runs []provisionResult
+	var best provisionResult
+	for _, c := range []int{4, 16, 64, 128} {
+		s0 := srv.cpu()
+		p, err := b.runProvision(srv.url, roster, b.users, c, "0")
+		if err != nil {
+			return err
+		}
+		b.log("    server %d µs/user", ((srv.cpu() - s0) / time.Duration(p.users)).Microseconds())
+		runs = append(runs, p)
+		if best.users == 0 || p.perSecond() > best.perSecond() {
+			best = p
+		}
+	}
+	ratio := best.perSecond() / bestRaw.perSecond()
+	o := b.out
+	fmt.Fprintf(o, "\n### No-work server\n\n")
+	fmt.Fprintf(o, "Both sides on this machine's %d cores. The raw loop runs %s per concurrency; provision registers %d users per run (`--rate 0`).\n\n", numCPU(), 3*time.Second, b.users)
+	fmt.Fprintf(o, "| client | concurrency | users/s | CPU per user | peak RSS |\n|---|---:|---:|---:|---:|\n")
+	for _, r := range raws {
+		fmt.Fprintf(o, "| raw loop | %d | %.0f | %d µs | |\n", r.conc, r.perSecond(), r.cpuPerUser().Microseconds())
+	}
+	for _, p := range runs {
+		fmt.Fprintf(o, "| provision | %d | %.0f | %d µs | %.1f MiB |\n", p.conc, p.perSecond(), p.cpuPerUser().Microseconds(), float64(p.maxRSS)/(1<<20))
+	}
+	fmt.Fprintf(o, "\nprovision at its best (concurrency %d) reaches **%s** of the raw loop at its best (concurrency %d): target ≥ 60%% %s\n",
+		best.conc, pct(best.perSecond(), bestRaw.perSecond()), bestRaw.conc, verdict(ratio >= 0.60))
+	return nil
+}
+
