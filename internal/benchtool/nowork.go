@@ -109,4 +109,3 @@ func (b *bench) nowork() error {
 		best.conc, pct(best.perSecond(), bestRaw.perSecond()), bestRaw.conc, verdict(ratio >= 0.60))
 	return nil
 }
-

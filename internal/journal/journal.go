@@ -174,14 +174,14 @@ func Open(path string, key [32]byte, o Options) (*Journal, error) {
 		return nil, fmt.Errorf("journal %s: homeserver URL longer than %d bytes", path, maxField)
 	}
 	j := &Journal{
-		path:    path,
-		c:       newCodec(key),
-		window:  o.SyncWindow,
-		idx:     newIndex(),
-		queue:   newBatch(),
-		kick:    make(chan struct{}, 1),
-		stop:    make(chan struct{}),
-		done:    make(chan struct{}),
+		path:   path,
+		c:      newCodec(key),
+		window: o.SyncWindow,
+		idx:    newIndex(),
+		queue:  newBatch(),
+		kick:   make(chan struct{}, 1),
+		stop:   make(chan struct{}),
+		done:   make(chan struct{}),
 	}
 	if j.window == 0 {
 		j.window = DefaultSyncWindow

@@ -666,7 +666,7 @@ func TestIndexKeyCollision(t *testing.T) {
 	x := newIndex()
 	name := func(s string) func() string { return func() string { return s } }
 	x.put(42, 1, name("alice"), 100, codeIntent)
-	x.put(42, 2, name("bob"), 200, codeIntent)   // same key, another name
+	x.put(42, 2, name("bob"), 200, codeIntent)    // same key, another name
 	x.put(42, 1, name("alice"), 300, codeCreated) // alice again: her slot
 	x.put(42, 2, name("bob"), 400, codeOutcome)   // bob again: the names map
 	x.put(7, 3, name("carol"), 500, codeIntent)
