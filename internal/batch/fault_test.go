@@ -255,15 +255,16 @@ func TestRateLimitSlowsTheWholePool(t *testing.T) {
 	before := perSecond(arrivals[stormAt-measure : stormAt])
 	after := perSecond(arrivals[last429+1 : last429+1+measure])
 	t.Logf("registrations per second: %.1f before the 429s, %.1f after", before, after)
-	// Each of the two 429s cuts the whole pool's rate to 90% of what it sent (to
-	// about 0.81 in all, see throttle.go); it then recovers by 1% per eight
-	// successes. A pool in which only the worker that got the 429 slowed down would
-	// go on at the full rate.
+	// The first 429 cuts the whole pool's rate to 90% of what it sent; the second,
+	// right after it, is taken for the server's bucket refilling and cuts nothing
+	// more (see throttle.go). The rate then recovers by 1% per eight successes, to
+	// about 0.91 over the measured requests. A pool in which only the worker that
+	// got the 429 slowed down would go on at the full rate.
 	//
 	// The yardstick is --rate, which the rate before reaches and never exceeds (burst
 	// 1): on a busy machine the rate measured before can fall short of it, and a slow
 	// machine only lowers the rate after, so the check cannot fail for want of CPU.
-	if after > 0.9*rate {
+	if after > 0.95*rate {
 		t.Errorf("after two 429s the pool still registers %.1f users/s, against %.1f before (--rate %d): the whole pool should slow down", after, before, rate)
 	}
 }
