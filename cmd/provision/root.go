@@ -26,11 +26,17 @@ passwords off encrypted with age to you, the operator, or to each user's own key
 Running it again is always safe: users who exist are reported as "exists" and never
 touched, and an interrupted run resumes from its journal.
 
+With a Synapse admin access token (--admin-token-file) it uses Synapse's admin API
+instead and can keep the server in line with the roster from cron: --update changes
+names, emails and admin flags, a "rooms" column joins people to rooms, and
+--deactivate-missing deactivates the accounts provision created that left the roster.
+"provision plan" shows what such a run would change.
+
 Exit codes:
   0    every user was created or already existed
   1    some users failed (see the report), or the server could not be used
   2    bad flags, configuration or roster: nothing was sent
-  3    another provision run is using the same journal
+  3    another provision run is using the same journal (try again later)
   130  interrupted (Ctrl-C, SIGTERM): run the same command again to resume
 
 Secrets are never flags: give the shared secret in a file (--shared-secret-file), in the
