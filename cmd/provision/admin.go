@@ -41,28 +41,11 @@ func runAdmin(ctx context.Context, cfg *config.Config, stdin io.Reader, stdout i
 	}
 
 	// 1. The roster, offline.
-	src, err := openRoster(cfg, stdin)
+	cr, err := checkRoster(cfg, stdin, log)
 	if err != nil {
 		return nil, err
 	}
-	columns, err := roster.ParseColumns(cfg.Columns)
-	if err != nil {
-		return nil, usageError{err}
-	}
-	localPolicy := password.Policy(cfg.Policy)
-	withRecipient := false // some user has a key of their own: the handoff directory is needed
-	ropts := roster.Options{
-		Columns:        columns,
-		Format:         roster.Format(cfg.Format),
-		ServerName:     cfg.ServerName,
-		CheckPassword:  localPolicy.Check,
-		CheckRecipient: func(s string) error { withRecipient = true; _, err := handoff.ParseRecipient(s); return err },
-	}
-	stats, err := src.check(ropts)
-	if err != nil {
-		return nil, err
-	}
-	log.Debug("roster checked", "users", stats.Users, "file", src.name)
+	src, ropts, localPolicy, withRecipient := cr.src, cr.opts, cr.policy, cr.withRecipient
 
 	// 2. Recipients and the lock, before any request.
 	var rcpts []age.Recipient

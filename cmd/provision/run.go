@@ -63,28 +63,11 @@ func runProvision(ctx context.Context, cfg *config.Config, stdin io.Reader, stdo
 	}
 
 	// 1. The roster, offline: every problem is reported before anything is sent.
-	src, err := openRoster(cfg, stdin)
+	cr, err := checkRoster(cfg, stdin, log)
 	if err != nil {
 		return err
 	}
-	columns, err := roster.ParseColumns(cfg.Columns)
-	if err != nil {
-		return usageError{err}
-	}
-	localPolicy := password.Policy(cfg.Policy)
-	withRecipient := false // some user has a key of their own: the handoff directory is needed
-	ropts := roster.Options{
-		Columns:        columns,
-		Format:         roster.Format(cfg.Format),
-		ServerName:     cfg.ServerName,
-		CheckPassword:  localPolicy.Check,
-		CheckRecipient: func(s string) error { withRecipient = true; _, err := handoff.ParseRecipient(s); return err },
-	}
-	stats, err := src.check(ropts)
-	if err != nil {
-		return err
-	}
-	log.Debug("roster checked", "users", stats.Users, "file", src.name)
+	src, ropts, stats, localPolicy, withRecipient := cr.src, cr.opts, cr.stats, cr.policy, cr.withRecipient
 
 	// 2. What must be right before the first request: recipients, output files, journal.
 	var rcpts []age.Recipient
@@ -205,6 +188,46 @@ func runProvision(ctx context.Context, cfg *config.Config, stdin io.Reader, stdo
 		return &silentError{code: ExitFailed}
 	}
 	return nil
+}
+
+// checkedRoster is a roster that passed the offline check, with the options that
+// read it again.
+type checkedRoster struct {
+	src           *rosterSource
+	opts          roster.Options
+	stats         roster.Stats
+	policy        password.Policy // the configured one; the server's may add to it
+	withRecipient bool            // some user has a key of their own: the handoff directory is needed
+}
+
+// checkRoster reads the whole roster once and reports every problem in it, before
+// anything is sent to the server.
+func checkRoster(cfg *config.Config, stdin io.Reader, log *slog.Logger) (*checkedRoster, error) {
+	src, err := openRoster(cfg, stdin)
+	if err != nil {
+		return nil, err
+	}
+	columns, err := roster.ParseColumns(cfg.Columns)
+	if err != nil {
+		return nil, usageError{err}
+	}
+	cr := &checkedRoster{src: src, policy: password.Policy(cfg.Policy)}
+	cr.opts = roster.Options{
+		Columns:       columns,
+		Format:        roster.Format(cfg.Format),
+		ServerName:    cfg.ServerName,
+		CheckPassword: cr.policy.Check,
+		CheckRecipient: func(s string) error {
+			cr.withRecipient = true
+			_, err := handoff.ParseRecipient(s)
+			return err
+		},
+	}
+	if cr.stats, err = src.check(cr.opts); err != nil {
+		return nil, err
+	}
+	log.Debug("roster checked", "users", cr.stats.Users, "file", src.name)
+	return cr, nil
 }
 
 // rosterSource reads the roster twice: once to check it, once to provision it. A file
