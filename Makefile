@@ -41,13 +41,8 @@ test: fmt-check vet dendrite ## gofmt -s check, go vet, then go test -race again
 demo: ## run the CLI against a throwaway Dendrite (scripts/demo)
 	bash scripts/demo
 
-bench: ## scripts/bench if it exists, else every Go benchmark
-	@if [[ -f scripts/bench ]]; then \
-		echo 'bash scripts/bench'; bash scripts/bench; \
-	else \
-		echo "$(GO) test -run '^$$' -bench . -benchmem ./..."; \
-		$(GO) test -run '^$$' -bench . -benchmem ./...; \
-	fi
+bench: ## measure against the targets (~10 min) into docs/BENCHMARKS.md; BENCH_ARGS='-only rate,storm' for some
+	bash scripts/bench $(BENCH_ARGS)
 
 fuzz: ## run each Fuzz target for FUZZTIME (default 20s)
 	@list=$$($(GO) test -list '^Fuzz' ./...) || { echo "$$list"; exit 1; }; \

@@ -42,6 +42,23 @@ type Journal interface {
 	Outcome(localpart, userID, status string) error
 }
 
+// outcomeLater is a Journal that can also record an outcome without waiting for the
+// disk, as *journal.Journal can (see journal.OutcomeLater).
+type outcomeLater interface {
+	OutcomeLater(localpart, userID, status string) error
+}
+
+// outcome journals the answer to a request without waiting for it to be durable
+// when the journal allows: lost in a crash, it leaves the intent, and the next run
+// asks the server whether the account took this password. A user costs one fsync
+// wait instead of two.
+func (r *Runner) outcome(localpart, userID, status string) error {
+	if j, ok := r.Journal.(outcomeLater); ok {
+		return j.OutcomeLater(localpart, userID, status)
+	}
+	return r.Journal.Outcome(localpart, userID, status)
+}
+
 // Passwords makes a new password for a user who has none in the roster.
 type Passwords interface {
 	Generate() (string, error)
@@ -148,6 +165,9 @@ func (r *Runner) defaults() {
 	if o.AutoRate {
 		r.throttle = newThrottle(0, r.Now, r.Sleep)
 		r.throttle.conc = newAdaptive(o.Concurrency)
+		r.throttle.conc.judged = func(limit float64, latency, unloaded time.Duration, perSecond float64) {
+			r.Log.Debug("--rate auto", "in_flight", limit, "latency", latency, "unloaded", unloaded, "per_second", perSecond)
+		}
 	} else {
 		r.throttle = newThrottle(o.Rate, r.Now, r.Sleep)
 	}
@@ -201,6 +221,11 @@ func (r *Runner) Run(ctx context.Context, src Source) (*report.Summary, error) {
 	g, gctx := errgroup.WithContext(context.WithoutCancel(ctx))
 	g.SetLimit(r.Opts.Concurrency)
 	stop := func() bool { return ctx.Err() != nil || gctx.Err() != nil }
+	// With --rate auto the pool admits users as the adaptive limit allows (see
+	// adaptive.admit); waiting for that ends with the run, however it ends.
+	admitCtx, cancelAdmit := context.WithCancel(gctx)
+	defer cancelAdmit()
+	defer context.AfterFunc(ctx, cancelAdmit)()
 
 	index := 0
 	interrupted := false
@@ -210,11 +235,19 @@ func (r *Runner) Run(ctx context.Context, src Source) (*report.Summary, error) {
 		if err := ord.reserve(gctx, i); err != nil {
 			return err
 		}
-		if stop() {
+		auto := r.throttle.conc
+		admitted := auto != nil && !stop() && auto.admit(admitCtx) == nil
+		if stop() || (auto != nil && !admitted) {
+			if admitted {
+				auto.leave()
+			}
 			interrupted = interrupted || ctx.Err() != nil
 			return ord.done(i, skippedRow(u, "interrupted before it started: run the same command again to finish"))
 		}
 		g.Go(func() error {
+			if admitted {
+				defer auto.leave()
+			}
 			row, err := r.provision(ctx, gctx, u)
 			if err != nil {
 				return err
@@ -269,7 +302,7 @@ func (r *Runner) provision(stopCtx, reqCtx context.Context, u roster.User) (repo
 				if err := r.Handoff.Deliver(u, e.UserID, e.Password, true); err != nil {
 					return row, fmt.Errorf("handing off %s: %w", e.UserID, err)
 				}
-				if err := r.Journal.Outcome(u.Localpart, e.UserID, string(report.Created)); err != nil {
+				if err := r.outcome(u.Localpart, e.UserID, string(report.Created)); err != nil {
 					return row, fmt.Errorf("journal: %w", err)
 				}
 				r.learnServerName(e.UserID)
@@ -316,14 +349,16 @@ func (r *Runner) provision(stopCtx, reqCtx context.Context, u roster.User) (repo
 	switch out.status {
 	case report.Created:
 		r.learnServerName(out.userID)
-		if err := r.Journal.Outcome(u.Localpart, out.userID, string(report.Created)); err != nil {
+		// An earlier run may have handed this journaled password off already (its
+		// outcome is not waited for, see outcome), so its welcome file may be replaced.
+		if err := r.outcome(u.Localpart, out.userID, string(report.Created)); err != nil {
 			return row, fmt.Errorf("journal: %w", err)
 		}
-		if err := r.Handoff.Deliver(u, out.userID, st.password, false); err != nil {
+		if err := r.Handoff.Deliver(u, out.userID, st.password, st.journaled); err != nil {
 			return row, fmt.Errorf("handing off %s: %w", out.userID, err)
 		}
 	case report.Exists, report.Failed:
-		if err := r.Journal.Outcome(u.Localpart, out.userID, string(out.status)); err != nil {
+		if err := r.outcome(u.Localpart, out.userID, string(out.status)); err != nil {
 			return row, fmt.Errorf("journal: %w", err)
 		}
 	}

@@ -17,12 +17,18 @@ import (
 //
 // The cut aims at what the server showed it accepts rather than at a fraction of what
 // was sent: the new rate is 90% of the lower of the rate sent and the rate of recent
-// successes. A pool that ran far above the limit thus lands just under it in one step
-// instead of halving its way down through a storm of 429s, and one that was just over
-// it gives up a tenth, not half. One congestion event cuts once: a 429 answering a
-// request that started before the last cut says nothing new. Above the cut the rate
-// grows by 1% every 8 successes, so the next 429, and with it the next cut, comes
-// seconds later: few requests are refused and the rate stays near the server's.
+// successes (halving until enough successes tell that rate). A pool that ran far
+// above the limit thus lands just under it in one step instead of halving its way
+// down through a storm of 429s, and one that was just over it gives up a tenth, not
+// half. One congestion event cuts once: a 429 answering a request that started before
+// the last cut says nothing new, and neither do the odd 429s right after a cut, while
+// the server's bucket refills (a request arriving a little early is refused then,
+// whatever our rate). So the next cut waits for 32 successes (the rate has crept above
+// the limit again), unless refusals outnumber successes (still far too fast, as at the
+// start of a run with no --rate). Above the cut the rate grows by 1% every 8
+// successes: few requests are refused, and the rate stays near the server's. (A
+// faster climb far from the last cut, as TCP CUBIC does, was tried: it came back from
+// an early cut that undershot sooner, but doubled the share of requests refused.)
 //
 // With --rate auto the throttle also bounds the requests in flight, adaptively (see
 // adaptive in auto.go).
@@ -32,6 +38,9 @@ type throttle struct {
 	target     rate.Limit // what the operator asked for; rate.Inf = no limit
 	pauseUntil time.Time
 	lastCut    time.Time // when the rate was last cut
+	longPause  time.Time // when the last long pause (Retry-After) ends
+	okSinceCut int       // successes since then
+	noSinceCut int       // 429s since then
 	okStreak   int
 	starts     ring // request start times: the rate sent
 	oks        ring // success times: the rate the server accepts
@@ -41,12 +50,19 @@ type throttle struct {
 }
 
 const (
-	minRate       = rate.Limit(0.2) // never slower than one request per 5 s
-	cutTo         = 0.9             // of the rate the server accepted, after a 429
-	recoverAfter  = 8               // successes in a row before the rate is raised again
-	recoverBy     = 1.01            // the factor it is raised by
-	defaultPause  = time.Second     // when a 429 names no wait
-	maxServerWait = 5 * time.Minute // a Retry-After beyond this is clamped
+	minRate      = rate.Limit(0.2) // never slower than one request per 5 s
+	cutTo        = 0.9             // of the rate the server accepted, after a 429
+	recoverAfter = 8               // successes in a row before the rate is raised again
+	recoverBy    = 1.01            // the factor it is raised by
+	cutEvery     = 32              // successes between cuts, unless 429s outnumber them
+	cutStorm     = 4               // 429s that, outnumbering successes, cut at once
+
+	acceptedSpan    = 10 * time.Second // the successes that measure the rate accepted
+	acceptedAtLeast = 16               // at least this many
+	sentSpan        = 2 * time.Second  // the starts that measure the rate sent
+	longPause       = 100 * time.Millisecond
+	defaultPause    = time.Second     // when a 429 names no wait
+	maxServerWait   = 5 * time.Minute // a Retry-After beyond this is clamped
 )
 
 // ring holds the last few event times, to measure a rate.
@@ -57,9 +73,10 @@ type ring struct {
 
 func (r *ring) add(t time.Time) { r.t[r.n%len(r.t)] = t; r.n++ }
 
-// rate is the events per second over the recent events, or 0 when too few. Events
-// older than span before now do not count: a burst long past is not today's rate.
-func (r *ring) rate(now time.Time, span time.Duration) rate.Limit {
+// rate is the events per second over the recent events, or 0 when fewer than atLeast.
+// Events older than span before now do not count: a burst long past is not today's
+// rate.
+func (r *ring) rate(now time.Time, span time.Duration, atLeast int) rate.Limit {
 	k := min(r.n, len(r.t))
 	newest := r.t[(r.n-1+len(r.t))%len(r.t)]
 	i := 1
@@ -68,7 +85,7 @@ func (r *ring) rate(now time.Time, span time.Duration) rate.Limit {
 			break
 		}
 	}
-	if i < 2 {
+	if i < max(2, atLeast) {
 		return 0
 	}
 	oldest := r.t[(r.n-i+2*len(r.t))%len(r.t)]
@@ -194,28 +211,45 @@ func (t *throttle) limited(start time.Time, retryAfter time.Duration) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	now := t.now()
+	// Rates measured across a long pause reflect the pause, not the server: the cut
+	// below uses them only when the last long pause ended before their span.
+	sentTrusted := now.Sub(t.longPause) > sentSpan
+	okTrusted := now.Sub(t.longPause) > acceptedSpan
 	if until := now.Add(retryAfter); until.After(t.pauseUntil) {
 		t.pauseUntil = until
+	}
+	if retryAfter >= longPause && now.Add(retryAfter).After(t.longPause) {
+		t.longPause = now.Add(retryAfter)
 	}
 	t.okStreak = 0
 	if start.Before(t.lastCut) {
 		return // an answer to a request sent at the rate already cut
 	}
+	t.noSinceCut++
+	if !t.lastCut.IsZero() && t.okSinceCut < cutEvery && (t.noSinceCut < cutStorm || t.noSinceCut < t.okSinceCut) {
+		return // the bucket refilling after the last cut
+	}
 	sent := t.lim.Limit()
-	if obs := t.starts.rate(now, 2*time.Second); sent == rate.Inf || (obs > 0 && obs < sent) {
+	if obs := t.starts.rate(now, sentSpan, 2); sentTrusted && obs > 0 && obs < sent {
 		sent = obs
 	}
-	if ok := t.oks.rate(now, 2*time.Second); ok > 0 && ok < sent {
-		sent = ok
+	if sent == rate.Inf {
+		return // nothing trustworthy to cut from: the pause does the slowing
 	}
-	if sent <= 0 {
-		sent = 1
+	// The rate the server accepted is trusted once it rests on enough successes; until
+	// then (the first 429s of a run) the rate is halved, as classic AIMD does: a few
+	// successes, spread out by a busy CPU, can make the server look much slower than
+	// it is, and climbing back from there takes long.
+	next := sent / 2
+	if ok := t.oks.rate(now, acceptedSpan, acceptedAtLeast); okTrusted && ok > 0 {
+		next = min(sent, ok) * cutTo
 	}
-	next := max(sent*cutTo, minRate)
+	next = max(next, minRate)
 	if next < t.lim.Limit() {
 		t.lim.SetLimitAt(now, next)
 	}
 	t.lastCut = now
+	t.okSinceCut, t.noSinceCut = 0, 0
 }
 
 // ok records a request the server answered and lets the rate recover.
@@ -224,6 +258,7 @@ func (t *throttle) ok() {
 	defer t.mu.Unlock()
 	now := t.now()
 	t.oks.add(now)
+	t.okSinceCut++
 	cur := t.lim.Limit()
 	if cur >= t.target {
 		return
@@ -238,7 +273,7 @@ func (t *throttle) ok() {
 		next = t.target
 	}
 	if t.target == rate.Inf {
-		if obs := t.starts.rate(now, 2*time.Second); obs > 0 && next > 4*obs+1 {
+		if obs := t.starts.rate(now, sentSpan, 2); obs > 0 && next > 4*obs+1 {
 			// Unlimited: once the rate is well above what the pool achieves, stop
 			// limiting.
 			next = rate.Inf

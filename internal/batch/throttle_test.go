@@ -2,10 +2,15 @@ package batch
 
 import (
 	"context"
+	"math"
+	"sync"
 	"testing"
 	"time"
 
 	"golang.org/x/time/rate"
+
+	"github.com/provision-matrix/provision/internal/matrixtest"
+	"github.com/provision-matrix/provision/internal/report"
 )
 
 // fakeClock is a clock for the throttle whose sleeps advance time.
@@ -38,7 +43,7 @@ func send(t *testing.T, th *throttle, c *fakeClock, n int, gap time.Duration, re
 func TestThrottleCutsTo90PercentOn429AndRecovers(t *testing.T) {
 	t.Parallel()
 	th, c := newTestThrottle(20)
-	send(t, th, c, 20, 50*time.Millisecond, accepted) // 20/s, all accepted
+	send(t, th, c, 40, 50*time.Millisecond, accepted) // 20/s, all accepted
 
 	th.rateLimited(3 * time.Second)
 	if got := th.limit(); got != 18 {
@@ -69,7 +74,7 @@ func TestThrottleCutsToWhatTheServerAccepted(t *testing.T) {
 		t.Fatalf("--rate 0 gave limit %v, want no limit", th.limit())
 	}
 	// 200 requests/s, of which the server accepts one in four (50/s).
-	for i := range 64 {
+	for i := range 256 {
 		res := rateLimited
 		if i%4 == 0 {
 			res = accepted
@@ -78,7 +83,7 @@ func TestThrottleCutsToWhatTheServerAccepted(t *testing.T) {
 		c.now = c.now.Add(5 * time.Millisecond)
 		if res == accepted {
 			th.release(tk, res, 0)
-		} else if i == 63 {
+		} else if i == 255 {
 			th.release(tk, res, time.Millisecond)
 		}
 	}
@@ -105,12 +110,25 @@ func TestThrottleCutsOncePerCongestionEvent(t *testing.T) {
 	if got := th.limit(); got != 90 {
 		t.Errorf("8 429s for requests sent together cut the rate to %v, want one cut to 90", got)
 	}
-	// A request sent after the cut and refused again is a new event.
-	tk, _ := th.acquire(context.Background())
-	c.now = c.now.Add(time.Millisecond)
-	th.release(tk, rateLimited, time.Millisecond)
-	if got := th.limit(); got >= 90 {
-		t.Errorf("a 429 after the cut left the rate at %v", got)
+	// Nor does the odd 429 right after the cut, while the server's bucket refills.
+	send(t, th, c, 3, 12*time.Millisecond, accepted)
+	send(t, th, c, 1, 12*time.Millisecond, rateLimited)
+	if got := th.limit(); got != 90 {
+		t.Errorf("a stray 429 just after the cut moved the rate to %v", got)
+	}
+	// After a healthy stretch, a 429 is a new event: the rate crept over the limit.
+	send(t, th, c, cutEvery, 12*time.Millisecond, accepted)
+	before := th.limit()
+	send(t, th, c, 1, 12*time.Millisecond, rateLimited)
+	if got := th.limit(); got >= before {
+		t.Errorf("a 429 after %d successes left the rate at %v", cutEvery, got)
+	}
+	// And refusals outnumbering successes cut at once: still far too fast.
+	before = th.limit()
+	send(t, th, c, 1, 12*time.Millisecond, accepted)
+	send(t, th, c, cutStorm, 12*time.Millisecond, rateLimited)
+	if got := th.limit(); got >= before {
+		t.Errorf("%d 429s in a row left the rate at %v", cutStorm, got)
 	}
 }
 
@@ -124,39 +142,52 @@ func TestThrottleUnlimitedBecomesLimitedOn429(t *testing.T) {
 	}
 }
 
-// adaptiveRun sends requests through a with a server of the given capacity: up to
-// capacity requests at once take service each; beyond, requests queue, so latency
-// grows with the requests in flight. It returns the limit after rounds windows.
-func adaptiveRun(a *adaptive, capacity int, service time.Duration, rounds int) float64 {
+// The first 429s of a run, before enough successes tell what the server accepts,
+// halve the rate: a handful of successes is no measure of the server.
+func TestThrottleHalvesUntilTheAcceptedRateIsKnown(t *testing.T) {
+	t.Parallel()
+	th, c := newTestThrottle(100)
+	send(t, th, c, acceptedAtLeast-1, 10*time.Millisecond, accepted)
+	th.rateLimited(time.Millisecond)
+	if got := th.limit(); got < 49 || got > 51 {
+		t.Errorf("after a 429 with %d successes the rate is %v, want 50 (halved)", acceptedAtLeast-1, got)
+	}
+}
+
+// adaptiveRun sends requests through a to a simulated server of the given capacity:
+// up to capacity requests at once take service each; beyond, requests queue, so
+// latency grows with the requests in flight while throughput stays at
+// capacity/service. It runs for the given simulated time and returns the limit.
+func adaptiveRun(a *adaptive, capacity int, service, d time.Duration) float64 {
 	now := time.Unix(1000, 0)
-	for range rounds {
+	for end := now.Add(d); now.Before(end); {
 		n := a.slots()
 		latency := service
 		if n > capacity {
 			latency = service * time.Duration(n) / time.Duration(capacity)
 		}
-		for range max(autoWindow, n) {
-			_ = a.acquire(context.Background())
-			a.release(now, latency, accepted)
-			now = now.Add(latency / time.Duration(n))
-		}
-		now = now.Add(latency)
+		// n in flight: one finishes every latency/n, having started latency ago.
+		now = now.Add(latency / time.Duration(n))
+		_ = a.acquire(context.Background())
+		a.release(now.Add(-latency), latency, accepted)
 	}
 	return a.current()
 }
 
 // --rate auto finds the server's capacity: the limit grows while latency stays flat
-// and settles where a queue of about the same size forms, never at 1 or the pool.
+// and settles where a queue forms, never at 1 or the pool.
 func TestAdaptiveFindsTheServersCapacity(t *testing.T) {
 	t.Parallel()
 	for _, capacity := range []int{2, 8, 30} {
 		a := newAdaptive(256)
-		got := adaptiveRun(a, capacity, 50*time.Millisecond, 200)
-		// It oscillates: up by one while the queue is short enough, down a tenth when
-		// latency passes twice the unloaded one.
-		hi := (autoTolerance*float64(capacity) + 1) / autoBackoff
-		if got < float64(capacity) || got > hi {
-			t.Errorf("server taking %d at once: limit settled at %.1f, want between %d and %.1f", capacity, got, capacity, hi)
+		got := adaptiveRun(a, capacity, 50*time.Millisecond, 10*time.Minute)
+		// It oscillates above the knee: up while latency is flat (up to twice the
+		// unloaded), then probing on, and back a tenth when more requests in flight
+		// do not finish more per second. Throughput is the server's all along; the
+		// price of probing is latency, up to about three times the unloaded.
+		hi := 3*float64(capacity) + 2
+		if got < float64(capacity)*autoBackoff || got > hi {
+			t.Errorf("server taking %d at once: limit settled at %.1f, want between %.1f and %.1f", capacity, got, float64(capacity)*autoBackoff, hi)
 		}
 	}
 }
@@ -166,7 +197,7 @@ func TestAdaptiveFindsTheServersCapacity(t *testing.T) {
 func TestAdaptiveFlatLatencyAnd429(t *testing.T) {
 	t.Parallel()
 	a := newAdaptive(64)
-	if got := adaptiveRun(a, 1000, time.Millisecond, 50); got != 64 {
+	if got := adaptiveRun(a, 1000, 20*time.Millisecond, time.Minute); got != 64 {
 		t.Errorf("flat latency: limit %v, want the pool's 64", got)
 	}
 	_ = a.acquire(context.Background())
@@ -176,15 +207,36 @@ func TestAdaptiveFlatLatencyAnd429(t *testing.T) {
 	}
 }
 
+// Latency that grows while throughput grows too (a client and server sharing a busy
+// CPU) is no reason to stop: the limit climbs while more in flight finish more per
+// second.
+func TestAdaptiveFollowsThroughputPastFlatLatency(t *testing.T) {
+	t.Parallel()
+	a := newAdaptive(64)
+	now := time.Unix(1000, 0)
+	for end := now.Add(time.Minute); now.Before(end); {
+		n := a.slots()
+		// Latency grows as the square root of the requests in flight, so
+		// throughput (n / latency) keeps growing with n.
+		latency := time.Duration(float64(time.Millisecond) * math.Sqrt(float64(n)) * 4)
+		now = now.Add(latency / time.Duration(n))
+		_ = a.acquire(context.Background())
+		a.release(now.Add(-latency), latency, accepted)
+	}
+	if got := a.current(); got < 48 {
+		t.Errorf("throughput still growing with concurrency, yet the limit stopped at %.1f", got)
+	}
+}
+
 // A server that slows down for good drives the limit to 1, where the new unloaded
 // latency is learned, and the limit grows again from there.
 func TestAdaptiveRelearnsASlowerServer(t *testing.T) {
 	t.Parallel()
 	a := newAdaptive(64)
-	adaptiveRun(a, 8, 10*time.Millisecond, 100)
-	got := adaptiveRun(a, 8, 100*time.Millisecond, 300) // ten times slower, same capacity
-	if got < 8 {
-		t.Errorf("after the server slowed down the limit is %.1f, want it back at its capacity 8 or more", got)
+	adaptiveRun(a, 8, 10*time.Millisecond, time.Minute)
+	got := adaptiveRun(a, 8, 100*time.Millisecond, 10*time.Minute) // ten times slower, same capacity
+	if got < 8*autoBackoff {
+		t.Errorf("after the server slowed down the limit is %.1f, want it back at its capacity 8", got)
 	}
 }
 
@@ -216,5 +268,60 @@ func TestAdaptiveSlots(t *testing.T) {
 	a.cancel() // the first slot, never used
 	if <-got != 2 {
 		t.Error("the second waiter did not get the slot")
+	}
+}
+
+// A run with --rate auto creates everyone, in roster order, and never has more users
+// in the pool than the admission gate allows.
+func TestAutoRateRun(t *testing.T) {
+	t.Parallel()
+	f := setup(t, matrixtest.Options{}, "")
+	f.run.Opts.AutoRate = true
+	f.run.Opts.Concurrency = 256
+	us := users(300)
+	var mu sync.Mutex
+	maxPool, maxAllowed := 0, 0
+	f.rec.onDeliver = func() { // runs while the user is in the pool
+		mu.Lock()
+		defer mu.Unlock()
+		c := f.run.throttle.conc
+		c.mu.Lock()
+		maxPool, maxAllowed = max(maxPool, c.active), max(maxAllowed, c.poolSize())
+		c.mu.Unlock()
+	}
+	sum, err := f.run.Run(context.Background(), source(us))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum.Counts[report.Created] != len(us) {
+		t.Fatalf("summary %s, want all %d created", sum, len(us))
+	}
+	f.assertConverged(t, us)
+	for i, r := range f.rec.rows {
+		if r.Localpart != us[i].Localpart {
+			t.Fatalf("row %d is %s, want %s", i, r.Localpart, us[i].Localpart)
+		}
+	}
+	if maxPool > maxAllowed {
+		t.Errorf("%d users in the pool at once, the gate allowed %d", maxPool, maxAllowed)
+	}
+}
+
+// A long Retry-After slows the pool by itself; the rate measured across such a pause
+// reflects the pause, not the server, and must not drive the cut down to nothing.
+func TestThrottleLongPauseDoesNotDepressTheCut(t *testing.T) {
+	t.Parallel()
+	th, c := newTestThrottle(0) // no limit
+	send(t, th, c, 40, 10*time.Millisecond, accepted)
+	for range 3 * cutStorm {
+		tk, err := th.acquire(context.Background()) // waits out the last pause
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.now = c.now.Add(time.Millisecond)
+		th.release(tk, rateLimited, time.Second)
+	}
+	if got := th.limit(); got < 10 {
+		t.Errorf("after 429s with a 1 s Retry-After the rate is %v/s: the pauses, not the server, set it", got)
 	}
 }

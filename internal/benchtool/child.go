@@ -96,8 +96,11 @@ func (s *serverProc) stop() {
 }
 
 // cpu is the CPU time the server process has used so far.
-func (s *serverProc) cpu() time.Duration {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", s.cmd.Process.Pid))
+func (s *serverProc) cpu() time.Duration { return procCPU(s.cmd.Process.Pid) }
+
+// procCPU is the CPU time process pid has used so far, from /proc/PID/stat.
+func procCPU(pid int) time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
 		return 0
 	}
@@ -173,17 +176,30 @@ func (w *workdir) provisionArgs(homeserver, secretFile, roster string, conc int,
 	return append(append(args, extra...), roster)
 }
 
-// writeRoster writes a CSV roster of n users named prefix0000001 and on.
-func writeRoster(path, prefix string, n int) error {
+// writeRoster writes a CSV roster of n users named prefix0000001 and on, with a
+// display name and an email each.
+func writeRoster(path, prefix string, n int) error { return writeRosterOf(path, prefix, n, true) }
+
+// writeRosterOf writes a roster with or without display names and emails: a display
+// name is one more thing a server stores, which the raw loop does not send.
+func writeRosterOf(path, prefix string, n int, names bool) error {
 	f, err := os.Create(path)
 	if err != nil {
 		return err
 	}
 	bw := bufio.NewWriterSize(f, 1<<16)
-	bw.WriteString("localpart,displayname,email\n")
+	if names {
+		bw.WriteString("localpart,displayname,email\n")
+	} else {
+		bw.WriteString("localpart\n")
+	}
 	for i := 1; i <= n; i++ {
 		id := fmt.Sprintf("%s%07d", prefix, i)
-		fmt.Fprintf(bw, "%s,User %d,%s@example.org\n", id, i, id)
+		if names {
+			fmt.Fprintf(bw, "%s,User %d,%s@example.org\n", id, i, id)
+		} else {
+			fmt.Fprintf(bw, "%s\n", id)
+		}
 	}
 	if err := bw.Flush(); err != nil {
 		f.Close()

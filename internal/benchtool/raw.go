@@ -47,7 +47,10 @@ func selfCPU() time.Duration {
 // with its HMAC. No validation, no password generation, no journal, no report, no
 // encryption, no logout of the session Dendrite opens: it is the yardstick, the rate
 // the server allows a client that does nothing else.
-func rawLoop(ctx context.Context, base string, secret []byte, conc int, dur time.Duration, prefix string) (rawResult, error) {
+//
+// With logout it also logs out the session a server opens despite inhibit_login
+// (Dendrite does), as provision does: the same work on the server as provision's.
+func rawLoop(ctx context.Context, base string, secret []byte, conc int, dur time.Duration, prefix string, logout bool) (rawResult, error) {
 	hc := &http.Client{Transport: &http.Transport{
 		DialContext:         (&net.Dialer{Timeout: 5 * time.Second}).DialContext,
 		MaxIdleConns:        conc + 4,
@@ -66,7 +69,7 @@ func rawLoop(ctx context.Context, base string, secret []byte, conc int, dur time
 		wg.Go(func() {
 			for ctx.Err() == nil {
 				name := prefix + strconv.FormatInt(next.Add(1), 10)
-				if err := rawRegister(ctx, hc, base, secret, name); err != nil {
+				if err := rawRegister(ctx, hc, base, secret, name, logout); err != nil {
 					if ctx.Err() != nil {
 						return
 					}
@@ -86,7 +89,7 @@ func rawLoop(ctx context.Context, base string, secret []byte, conc int, dur time
 	return res, nil
 }
 
-func rawRegister(ctx context.Context, hc *http.Client, base string, secret []byte, name string) error {
+func rawRegister(ctx context.Context, hc *http.Client, base string, secret []byte, name string, logout bool) error {
 	var n struct {
 		Nonce string `json:"nonce"`
 	}
@@ -107,7 +110,31 @@ func rawRegister(ctx context.Context, hc *http.Client, base string, secret []byt
 	if err != nil {
 		return err
 	}
-	return rawDo(ctx, hc, http.MethodPost, base+"/_synapse/admin/v1/register", body, nil)
+	var reg struct {
+		AccessToken string `json:"access_token"`
+	}
+	if err := rawDo(ctx, hc, http.MethodPost, base+"/_synapse/admin/v1/register", body, &reg); err != nil {
+		return err
+	}
+	if !logout || reg.AccessToken == "" {
+		return nil
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+"/_matrix/client/v3/logout", bytes.NewReader([]byte("{}")))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+reg.AccessToken)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := hc.Do(req)
+	if err != nil {
+		return err
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("logout: HTTP %d", resp.StatusCode)
+	}
+	return nil
 }
 
 func rawDo(ctx context.Context, hc *http.Client, method, url string, body []byte, out any) error {

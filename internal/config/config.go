@@ -178,7 +178,7 @@ const (
 
 // DefaultAutoConcurrency bounds the requests in flight with --rate auto when
 // --concurrency is not given: the run finds how many the server takes, up to this.
-const DefaultAutoConcurrency = 64
+const DefaultAutoConcurrency = 256
 
 // RegisterFlags defines every flag on fs. The same names are config-file keys and,
 // upper-cased with '-' as '_', PROVISION_ environment variables.
@@ -208,7 +208,7 @@ func RegisterFlags(fs *pflag.FlagSet) {
 	fs.String(fJournal, "", "keep the resumable journal in `FILE` (default: next to the report, or ./provision.journal)")
 	fs.Bool(fFresh, false, "start a new journal instead of resuming the old one (the old one is kept with a .old suffix)")
 
-	fs.Int(fConcurrency, DefaultConcurrency, "registrations in flight at once (with --rate auto: at most, default 64)")
+	fs.Int(fConcurrency, DefaultConcurrency, "registrations in flight at once (with --rate auto: at most, default 256)")
 	fs.String(fRate, strconv.Itoa(DefaultRate), "start at most `N` registrations per second (0 = no limit), or auto: find the server's capacity while running")
 	fs.Int(fPasswordLength, DefaultPasswordLength, "length of generated passwords (at most 72: bcrypt ignores the rest)")
 	fs.Bool(fDryRun, false, "validate the roster and check who exists already; change nothing")

@@ -4,11 +4,13 @@
 // Before a request that can create an account or set a password leaves the process,
 // the caller records an intent (the localpart, the user ID and the password it is about
 // to set) with Intent; when the answer comes, it records the outcome with Outcome. Both
-// return only once the record is on disk (fsynced). Once the created users' passwords
-// are safely handed off (the credentials file renamed into place), one Checkpoint
-// record says so for all of them at once. Reopening the journal replays it: Lookup
-// tells a re-run what an earlier run did, and Pending lists the users whose request
-// may or may not have reached the server.
+// return only once the record is on disk (fsynced). OutcomeLater does not wait: an
+// outcome lost in a crash leaves only its intent, which a re-run resolves by asking
+// the server, so a run need not pay a second fsync wait per user. Once the created
+// users' passwords are safely handed off (the credentials file renamed into place),
+// one Checkpoint record says so for all of them at once. Reopening the journal
+// replays it: Lookup tells a re-run what an earlier run did, and Pending lists the
+// users whose request may or may not have reached the server.
 //
 // The journal is one append-only file of length-prefixed records after a header that
 // names the homeserver and holds a key check. Passwords are sealed with
@@ -391,6 +393,19 @@ func (j *Journal) Outcome(localpart, userID, status string) error {
 	return j.append(record{kind: kindOutcome, localpart: localpart, userID: userID, status: status})
 }
 
+// OutcomeLater is Outcome without the wait: it returns once the record is queued, and
+// the record is durable once a later Intent, Outcome or Checkpoint returns, or Close
+// does. Lookup sees it once it is on disk. Use it for an outcome whose loss in a crash
+// costs only a question on the next run: an intent with no outcome is resolved again
+// (a run asks the server whether its request landed). A write error is returned by
+// the next call that waits.
+func (j *Journal) OutcomeLater(localpart, userID, status string) error {
+	if status == "" {
+		return fmt.Errorf("journal outcome for %s: empty status", localpart)
+	}
+	return j.appendAsync(record{kind: kindOutcome, localpart: localpart, userID: userID, status: status}, false)
+}
+
 // Checkpoint records, durably, that the passwords of every user this session
 // recorded as created (since Open, with Outcome and StatusCreated) have been handed
 // off. Call it once that is true: right after the credentials file is renamed into
@@ -405,7 +420,10 @@ func (j *Journal) Checkpoint() error {
 	return j.append(record{kind: kindCheck})
 }
 
-func (j *Journal) append(r record) error {
+func (j *Journal) append(r record) error { return j.appendAsync(r, true) }
+
+// appendAsync queues r and, if wait, returns once it is durable.
+func (j *Journal) appendAsync(r record, wait bool) error {
 	if r.kind != kindCheck && r.localpart == "" {
 		return errors.New("journal: empty localpart")
 	}
@@ -456,6 +474,9 @@ func (j *Journal) append(r record) error {
 	default:
 	}
 	j.mu.Unlock()
+	if !wait {
+		return nil
+	}
 	<-b.done
 	return b.err
 }

@@ -738,3 +738,35 @@ func TestIndexManyUsers(t *testing.T) {
 		t.Errorf("len = %d, want %d", x.len(), n)
 	}
 }
+
+// OutcomeLater returns before the disk: the record is durable once a later call that
+// waits returns, or Close; a write error shows at the next call that waits.
+func TestOutcomeLater(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "journal")
+	j := open(t, path, Options{})
+	must(t, j.Intent("alice", "@alice:example.org", "pw-alice"))
+	must(t, j.OutcomeLater("alice", "", StatusCreated))
+	must(t, j.Intent("bob", "@bob:example.org", "pw-bob")) // waits, and so flushes alice's outcome
+	if e := lookup(t, j, "alice"); !e.Done || e.Status != StatusCreated {
+		t.Errorf("after a later durable record, alice is %+v", e)
+	}
+	must(t, j.OutcomeLater("bob", "", "exists"))
+	must(t, j.Close())
+	j = open(t, path, Options{})
+	if e := lookup(t, j, "bob"); !e.Done || e.Status != "exists" {
+		t.Errorf("after Close, bob is %+v", e)
+	}
+	if err := j.OutcomeLater("carol", "", ""); err == nil {
+		t.Error("an empty status was accepted")
+	}
+
+	must(t, j.Intent("erin", "@erin:example.org", "pw-erin"))
+	j.f.Close() // the next write fails
+	if err := j.OutcomeLater("erin", "", "failed"); err != nil {
+		t.Fatalf("OutcomeLater waited for the write: %v", err)
+	}
+	if err := j.Intent("dave", "", "secret-pw"); err == nil {
+		t.Error("the write error did not show at the next call that waits")
+	}
+}
