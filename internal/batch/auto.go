@@ -45,12 +45,10 @@ type adaptive struct {
 	mu       sync.Mutex
 	limit    float64
 	max      float64
-	inflight int
-	waiters  []chan struct{} // in arrival order
-	active   int             // users admitted to the pool
-	admits   []chan struct{} // users waiting to be admitted
-	base     time.Duration   // the lowest window mean: the server's unloaded latency
-	since    time.Time       // only requests started since the last change count
+	requests gate          // request slots: capacity slots()
+	pool     gate          // users admitted to the pool: capacity poolSize()
+	base     time.Duration // the lowest window mean: the server's unloaded latency
+	since    time.Time     // only requests started since the last change count
 	sum      time.Duration
 	n        int
 	done     int     // requests finished since the last change, whenever started
@@ -78,68 +76,67 @@ func newAdaptive(maxInFlight int) *adaptive {
 	return &adaptive{limit: min(autoStart, m), max: m, slow: true}
 }
 
-// acquire waits for a slot.
+// acquire waits for a request slot.
 func (a *adaptive) acquire(ctx context.Context) error {
-	a.mu.Lock()
-	if len(a.waiters) == 0 && a.inflight < a.slots() {
-		a.inflight++
-		a.mu.Unlock()
-		return nil
-	}
-	ch := make(chan struct{}, 1)
-	a.waiters = append(a.waiters, ch)
-	a.mu.Unlock()
-	select {
-	case <-ch:
-		return nil
-	case <-ctx.Done():
-		a.mu.Lock()
-		for i, w := range a.waiters {
-			if w == ch {
-				a.waiters = append(a.waiters[:i], a.waiters[i+1:]...)
-				a.mu.Unlock()
-				return ctx.Err()
-			}
-		}
-		a.mu.Unlock()
-		a.cancel() // granted meanwhile: hand the slot on
-		return ctx.Err()
-	}
+	return a.enter(ctx, &a.requests, a.slots, a.cancel)
 }
 
 // admit waits until one more user may enter the pool.
 func (a *adaptive) admit(ctx context.Context) error {
+	return a.enter(ctx, &a.pool, a.poolSize, a.leave)
+}
+
+// gate is a counting semaphore with a first-come-first-served queue, whose capacity
+// the limiter changes as it runs. Its fields are guarded by adaptive.mu.
+type gate struct {
+	held  int
+	queue []chan struct{} // in arrival order
+}
+
+// enter waits for a place in g (capacity says how many there are now); giveBack
+// returns a place that was granted after ctx ended.
+func (a *adaptive) enter(ctx context.Context, g *gate, capacity func() int, giveBack func()) error {
 	a.mu.Lock()
-	if len(a.admits) == 0 && a.active < a.poolSize() {
-		a.active++
+	if len(g.queue) == 0 && g.held < capacity() {
+		g.held++
 		a.mu.Unlock()
 		return nil
 	}
 	ch := make(chan struct{}, 1)
-	a.admits = append(a.admits, ch)
+	g.queue = append(g.queue, ch)
 	a.mu.Unlock()
 	select {
 	case <-ch:
 		return nil
 	case <-ctx.Done():
 		a.mu.Lock()
-		for i, w := range a.admits {
+		for i, w := range g.queue {
 			if w == ch {
-				a.admits = append(a.admits[:i], a.admits[i+1:]...)
+				g.queue = append(g.queue[:i], g.queue[i+1:]...)
 				a.mu.Unlock()
 				return ctx.Err()
 			}
 		}
 		a.mu.Unlock()
-		a.leave() // admitted meanwhile: let the next one in
+		giveBack() // granted meanwhile: hand the place on
 		return ctx.Err()
+	}
+}
+
+// grantLocked hands free places to the queue, first come first served.
+func (g *gate) grantLocked(capacity int) {
+	for len(g.queue) > 0 && g.held < capacity {
+		ch := g.queue[0]
+		g.queue = g.queue[1:]
+		g.held++
+		ch <- struct{}{}
 	}
 }
 
 // leave is a user leaving the pool.
 func (a *adaptive) leave() {
 	a.mu.Lock()
-	a.active--
+	a.pool.held--
 	a.grantLocked()
 	a.mu.Unlock()
 }
@@ -151,7 +148,7 @@ func (a *adaptive) poolSize() int { return min(int(a.max), 2*a.slots()+4) }
 // cancel returns a slot whose request was never sent.
 func (a *adaptive) cancel() {
 	a.mu.Lock()
-	a.inflight--
+	a.requests.held--
 	a.grantLocked()
 	a.mu.Unlock()
 }
@@ -160,7 +157,7 @@ func (a *adaptive) cancel() {
 func (a *adaptive) release(start time.Time, latency time.Duration, res result) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	a.inflight--
+	a.requests.held--
 	end := start.Add(latency)
 	switch {
 	case res == rateLimited:
@@ -241,18 +238,8 @@ func (a *adaptive) slots() int { return max(1, int(a.limit)) }
 // grantLocked hands free slots, and places in the pool, to waiters, first come first
 // served.
 func (a *adaptive) grantLocked() {
-	for len(a.waiters) > 0 && a.inflight < a.slots() {
-		ch := a.waiters[0]
-		a.waiters = a.waiters[1:]
-		a.inflight++
-		ch <- struct{}{}
-	}
-	for len(a.admits) > 0 && a.active < a.poolSize() {
-		ch := a.admits[0]
-		a.admits = a.admits[1:]
-		a.active++
-		ch <- struct{}{}
-	}
+	a.requests.grantLocked(a.slots())
+	a.pool.grantLocked(a.poolSize())
 }
 
 // current is the limit now (for logs and tests).
@@ -266,5 +253,5 @@ func (a *adaptive) current() float64 {
 func (a *adaptive) waiting() int {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	return len(a.waiters)
+	return len(a.requests.queue)
 }

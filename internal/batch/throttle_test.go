@@ -286,7 +286,7 @@ func TestAutoRateRun(t *testing.T) {
 		defer mu.Unlock()
 		c := f.run.throttle.conc
 		c.mu.Lock()
-		maxPool, maxAllowed = max(maxPool, c.active), max(maxAllowed, c.poolSize())
+		maxPool, maxAllowed = max(maxPool, c.pool.held), max(maxAllowed, c.poolSize())
 		c.mu.Unlock()
 	}
 	sum, err := f.run.Run(context.Background(), source(us))
