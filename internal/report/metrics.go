@@ -3,15 +3,14 @@ package report
 import (
 	"bufio"
 	"bytes"
-	"errors"
 	"fmt"
-	"io/fs"
 	"os"
-	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/provision-matrix/provision/internal/safefile"
 )
 
 // Metrics describe a finished run for monitoring: provision run from cron writes
@@ -54,7 +53,11 @@ func WriteMetrics(path string, m Metrics) error {
 	}
 	var b bytes.Buffer
 	m.format(&b, lastSuccess)
-	return writeAtomic(path, b.Bytes(), 0o644)
+	// safefile's temporary name does not end in .prom, so the collector skips it.
+	if err := safefile.WriteFileMode(path, b.Bytes(), true, 0o644); err != nil {
+		return fmt.Errorf("metrics file: %w", err)
+	}
+	return nil
 }
 
 // format writes the metrics in the Prometheus text exposition format (version 0.0.4).
@@ -135,42 +138,4 @@ func readGauge(data []byte, name string) float64 {
 		return f
 	}
 	return 0
-}
-
-// writeAtomic writes data to a temporary file next to path and renames it into place.
-// The temporary name does not end in .prom, so the textfile collector skips it.
-func writeAtomic(path string, data []byte, mode fs.FileMode) (err error) {
-	dir, base := filepath.Split(path)
-	if dir == "" {
-		dir = "."
-	}
-	tmp, err := os.CreateTemp(dir, "."+base+".*.tmp")
-	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			return fmt.Errorf("metrics file %s: directory %s does not exist; create it first: %w", path, dir, err)
-		}
-		return fmt.Errorf("metrics file %s: %w", path, err)
-	}
-	defer func() {
-		if err != nil {
-			tmp.Close()
-			os.Remove(tmp.Name())
-		}
-	}()
-	if err := tmp.Chmod(mode); err != nil {
-		return fmt.Errorf("metrics file %s: %w", path, err)
-	}
-	if _, err := tmp.Write(data); err != nil {
-		return fmt.Errorf("metrics file %s: %w", path, err)
-	}
-	if err := tmp.Sync(); err != nil {
-		return fmt.Errorf("metrics file %s: %w", path, err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("metrics file %s: %w", path, err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("metrics file %s: %w", path, err)
-	}
-	return nil
 }

@@ -14,7 +14,8 @@ import (
 	"runtime"
 )
 
-// Mode is the permission of every file this package writes.
+// Mode is the permission of every file this package writes, unless a caller
+// names another with CreateMode for a file that holds no secret.
 const Mode fs.FileMode = 0o600
 
 // File is a secret file being written. Write to it, then Commit to put it in
@@ -31,6 +32,13 @@ type File struct {
 // existing path is an error satisfying errors.Is(err, fs.ErrExist), checked
 // both now and again at Commit.
 func Create(path string, overwrite bool) (*File, error) {
+	return CreateMode(path, overwrite, Mode)
+}
+
+// CreateMode is Create for a file that others must be able to read (metrics
+// for a collector running as another user, say): the same atomic, synced,
+// no-clobber write, with mode instead of 0600. Never use it for a secret.
+func CreateMode(path string, overwrite bool, mode fs.FileMode) (*File, error) {
 	if !overwrite {
 		if err := checkAbsent(path); err != nil {
 			return nil, err
@@ -51,8 +59,8 @@ func Create(path string, overwrite bool) (*File, error) {
 	}
 	// The umask can only take bits away, and 0600 minus owner bits (umask
 	// 0200, say) would leave a file its owner cannot rewrite; set the mode
-	// explicitly.
-	if err := tmp.Chmod(Mode); err != nil {
+	// explicitly. Widening happens only now, before anything is written.
+	if err := tmp.Chmod(mode); err != nil {
 		tmp.Close()
 		os.Remove(tmp.Name())
 		return nil, fmt.Errorf("create %s: %w", path, err)
@@ -147,7 +155,12 @@ func (f *File) Abort() {
 
 // WriteFile writes data to path the way Create and Commit do.
 func WriteFile(path string, data []byte, overwrite bool) error {
-	f, err := Create(path, overwrite)
+	return WriteFileMode(path, data, overwrite, Mode)
+}
+
+// WriteFileMode is WriteFile with CreateMode's mode.
+func WriteFileMode(path string, data []byte, overwrite bool, mode fs.FileMode) error {
+	f, err := CreateMode(path, overwrite, mode)
 	if err != nil {
 		return err
 	}

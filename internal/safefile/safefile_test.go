@@ -241,3 +241,20 @@ func TestRelativePath(t *testing.T) {
 	}
 	checkMode(t, "plain")
 }
+
+func TestWriteFileModeForPublicFiles(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "provision.prom")
+	if err := safefile.WriteFileMode(path, []byte("a 1\n"), true, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != 0o644 {
+		t.Errorf("mode %v, want -rw-r--r-- for a file a collector must read", fi.Mode())
+	}
+	if err := safefile.WriteFileMode(path, []byte("a 2\n"), false, 0o644); !errors.Is(err, fs.ErrExist) {
+		t.Errorf("without overwrite: err = %v, want fs.ErrExist", err)
+	}
+}
