@@ -229,13 +229,7 @@ func adminPreflight(ctx context.Context, c *matrix.Client, a *matrix.Admin, cfg 
 	if serverName == "" {
 		return "", "", local, usageError{fmt.Errorf("cannot tell the server name from the admin token's user %q: pass --server-name", self)}
 	}
-	policy = local
-	if pol, ok, err := c.PasswordPolicy(ctx); err != nil {
-		ui.log.Warn("could not read the server's password policy; using the configured one", "error", err.Error())
-	} else if ok {
-		policy = local.Merge(password.Policy(pol))
-	}
-	return self, serverName, policy, nil
+	return self, serverName, serverPolicy(ctx, c, local, ui.log), nil
 }
 
 // adminRunError says what to do about an error of the admin API. Configuration

@@ -87,12 +87,12 @@ func runProvision(ctx context.Context, cfg *config.Config, stdin io.Reader, stdo
 	if err != nil {
 		return err
 	}
-	pre, err := preflight(ctx, client, cfg, log)
+	serverName, err := preflight(ctx, client, cfg, log)
 	if err != nil {
 		return err
 	}
-	policy := localPolicy.Merge(pre.policy)
-	if pre.policy != (password.Policy{}) && policy != localPolicy {
+	policy := serverPolicy(ctx, client, localPolicy, log)
+	if policy != localPolicy {
 		// The server's policy is stricter than the config's: supplied passwords must
 		// meet it too, before anything is created.
 		ropts.CheckPassword = policy.Check
@@ -101,7 +101,7 @@ func runProvision(ctx context.Context, cfg *config.Config, stdin io.Reader, stdo
 		}
 	}
 	if ropts.ServerName == "" {
-		ropts.ServerName = pre.serverName
+		ropts.ServerName = serverName
 	}
 	gen, err := password.NewGenerator(cfg.PasswordLength, policy, nil)
 	if err != nil {
@@ -123,7 +123,7 @@ func runProvision(ctx context.Context, cfg *config.Config, stdin io.Reader, stdo
 			Concurrency:    cfg.Concurrency,
 			Rate:           cfg.Rate,
 			AutoRate:       cfg.RateAuto,
-			ServerName:     pre.serverName,
+			ServerName:     serverName,
 			DryRun:         cfg.DryRun,
 			RequestTimeout: cfg.RequestTimeout,
 		},
@@ -375,45 +375,32 @@ func newClient(cfg *config.Config) (*matrix.Client, error) {
 	return c, nil
 }
 
-type preflightResult struct {
-	policy     password.Policy
-	serverName string
-}
-
-// preflight checks, with read-only requests, that the homeserver can do the job.
-func preflight(ctx context.Context, c *matrix.Client, cfg *config.Config, log *slog.Logger) (preflightResult, error) {
-	var res preflightResult
+// preflight checks, with read-only requests, that the homeserver can do the job, and
+// returns the server name when it can be known before the first registration.
+func preflight(ctx context.Context, c *matrix.Client, cfg *config.Config, log *slog.Logger) (serverName string, err error) {
 	ctx, cancel := context.WithTimeout(ctx, cfg.RequestTimeout)
 	defer cancel()
 	if _, err := c.Versions(ctx); err != nil {
-		return res, failure{err: fmt.Errorf("no Matrix homeserver answers at %s: %w", cfg.Homeserver, err),
+		return "", failure{err: fmt.Errorf("no Matrix homeserver answers at %s: %w", cfg.Homeserver, err),
 			hint: "check --homeserver: it is the URL clients use (the one in Element's login screen), e.g. https://matrix.example.org"}
 	}
-	{
-		// Checks the secret itself without creating anyone (a dry run too), so a
-		// wrong secret stops the run here instead of failing every user.
-		if err := c.VerifySharedSecret(ctx, cfg.SharedSecret); err != nil {
-			if errors.Is(err, matrix.ErrSharedSecretMismatch) {
-				return res, usageError{fmt.Errorf("%w\n  hint: the secret from %s is not the one in the server's config (registration_shared_secret)", err, cfg.SharedSecretSource)}
-			}
-			return res, failure{err: err}
+	// Checks the secret itself without creating anyone (a dry run too), so a wrong
+	// secret stops the run here instead of failing every user.
+	if err := c.VerifySharedSecret(ctx, cfg.SharedSecret); err != nil {
+		if errors.Is(err, matrix.ErrSharedSecretMismatch) {
+			return "", usageError{fmt.Errorf("%w\n  hint: the secret from %s is not the one in the server's config (registration_shared_secret)", err, cfg.SharedSecretSource)}
 		}
+		return "", failure{err: err}
 	}
-	pol, ok, err := c.PasswordPolicy(ctx)
+	if cfg.ServerName != "" {
+		return cfg.ServerName, nil
+	}
+	sn, err := c.ServerName(ctx)
 	if err != nil {
-		log.Warn("could not read the server's password policy; using the configured one", "error", err.Error())
-	} else if ok {
-		res.policy = password.Policy(pol)
+		log.Debug("server name not learned yet; it will be taken from the first registration", "error", err.Error())
+		return "", nil
 	}
-	res.serverName = cfg.ServerName
-	if res.serverName == "" {
-		if sn, err := c.ServerName(ctx); err == nil {
-			res.serverName = sn
-		} else {
-			log.Debug("server name not learned yet; it will be taken from the first registration", "error", err.Error())
-		}
-	}
-	return res, nil
+	return sn, nil
 }
 
 // checkOutputs finds, before the first request, what would keep the run from storing
@@ -471,6 +458,19 @@ func checkWritable(flag, path, dir string) error {
 	f.Close()
 	_ = os.Remove(name)
 	return nil
+}
+
+// serverPolicy is the configured password policy made as strict as the one the
+// server publishes, if it publishes one (Synapse does; Dendrite does not).
+func serverPolicy(ctx context.Context, c *matrix.Client, local password.Policy, log *slog.Logger) password.Policy {
+	pol, ok, err := c.PasswordPolicy(ctx)
+	switch {
+	case err != nil:
+		log.Warn("could not read the server's password policy; using the configured one", "error", err.Error())
+	case ok:
+		return local.Merge(password.Policy(pol))
+	}
+	return local
 }
 
 func journalError(cfg *config.Config, err error) error {
