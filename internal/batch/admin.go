@@ -318,14 +318,7 @@ func (r *AdminRunner) Apply(ctx context.Context, plan *reconcile.Plan) (*report.
 		return nil, errors.New("applying a plan needs the journal and the handoff")
 	}
 	sum := report.NewSummary(r.base.Now())
-	window := max(256, 16*r.Opts.Concurrency)
-	ord := newOrderer(window, func(row report.Row) error {
-		sum.Add(row)
-		if r.OnRow != nil {
-			r.OnRow(row)
-		}
-		return r.Sink.Write(row)
-	})
+	ord := reportRows(r.Opts.Concurrency, sum, r.OnRow, r.Sink, nil)
 	g, gctx := errgroup.WithContext(context.WithoutCancel(ctx))
 	g.SetLimit(r.Opts.Concurrency)
 	interrupted := false

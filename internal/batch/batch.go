@@ -204,16 +204,10 @@ func (r *Runner) userID(localpart string) string {
 func (r *Runner) Run(ctx context.Context, src Source) (*report.Summary, error) {
 	r.defaults()
 	sum := report.NewSummary(r.Now())
-	window := max(256, 16*r.Opts.Concurrency)
-	ord := newOrderer(window, func(row report.Row) error {
+	ord := reportRows(r.Opts.Concurrency, sum, r.OnRow, r.Sink, func(row *report.Row) {
 		if row.UserID == "" {
 			row.UserID = r.userID(row.Localpart)
 		}
-		sum.Add(row)
-		if r.OnRow != nil {
-			r.OnRow(row)
-		}
-		return r.Sink.Write(row)
 	})
 
 	// Requests in flight outlive a cancelled ctx (see above); fatal errors of the run

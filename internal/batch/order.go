@@ -62,3 +62,19 @@ func (o *orderer) done(i int, row report.Row) error {
 	o.cond.Broadcast()
 	return o.err
 }
+
+// reportRows is the orderer a run reports through: each row, completed by fill when
+// it is set, reaches the summary, the progress callback and the sink in roster order.
+// The window is generous enough that one slow user rarely holds the feeder back.
+func reportRows(concurrency int, sum *report.Summary, onRow func(report.Row), sink Sink, fill func(*report.Row)) *orderer {
+	return newOrderer(max(256, 16*concurrency), func(row report.Row) error {
+		if fill != nil {
+			fill(&row)
+		}
+		sum.Add(row)
+		if onRow != nil {
+			onRow(row)
+		}
+		return sink.Write(row)
+	})
+}
