@@ -1,6 +1,7 @@
 package matrixtest
 
 import (
+	"fmt"
 	"net/http"
 	"slices"
 	"strconv"
@@ -341,52 +342,44 @@ func (s *Server) externalIDOwnerLocked(ids []matrix.ExternalID, self *user) *use
 	return nil
 }
 
-func threepidsParam(w http.ResponseWriter, body map[string]any) (*[]matrix.ThreePID, bool) {
-	v, present := body["threepids"]
+// pairListParam reads an optional list of objects with two string fields, as
+// Synapse's admin PUT takes threepids (medium, address) and external_ids
+// (auth_provider, external_id): nil when absent, 400 when malformed, with
+// Synapse's messages.
+func pairListParam[T any](w http.ResponseWriter, body map[string]any, key, k1, k2 string, build func(v1, v2 string) T) (*[]T, bool) {
+	v, present := body[key]
 	if !present || v == nil {
 		return nil, true
 	}
 	list, ok := v.([]any)
 	if !ok {
-		writeError(w, http.StatusBadRequest, matrix.ErrcodeBadJSON, "threepids must be a list")
+		writeError(w, http.StatusBadRequest, matrix.ErrcodeBadJSON, key+" must be a list")
 		return nil, false
 	}
-	out := []matrix.ThreePID{}
+	out := []T{}
 	for _, item := range list {
 		m, _ := item.(map[string]any)
-		medium, ok1 := m["medium"].(string)
-		address, ok2 := m["address"].(string)
+		v1, ok1 := m[k1].(string)
+		v2, ok2 := m[k2].(string)
 		if !ok1 || !ok2 {
-			writeError(w, http.StatusBadRequest, "M_MISSING_PARAM", "Missing params: ['medium', 'address']")
+			writeError(w, http.StatusBadRequest, "M_MISSING_PARAM", fmt.Sprintf("Missing params: ['%s', '%s']", k1, k2))
 			return nil, false
 		}
-		out = append(out, matrix.ThreePID{Medium: medium, Address: address})
+		out = append(out, build(v1, v2))
 	}
 	return &out, true
 }
 
+func threepidsParam(w http.ResponseWriter, body map[string]any) (*[]matrix.ThreePID, bool) {
+	return pairListParam(w, body, "threepids", "medium", "address", func(m, a string) matrix.ThreePID {
+		return matrix.ThreePID{Medium: m, Address: a}
+	})
+}
+
 func externalIDsParam(w http.ResponseWriter, body map[string]any) (*[]matrix.ExternalID, bool) {
-	v, present := body["external_ids"]
-	if !present || v == nil {
-		return nil, true
-	}
-	list, ok := v.([]any)
-	if !ok {
-		writeError(w, http.StatusBadRequest, matrix.ErrcodeBadJSON, "external_ids must be a list")
-		return nil, false
-	}
-	out := []matrix.ExternalID{}
-	for _, item := range list {
-		m, _ := item.(map[string]any)
-		provider, ok1 := m["auth_provider"].(string)
-		id, ok2 := m["external_id"].(string)
-		if !ok1 || !ok2 {
-			writeError(w, http.StatusBadRequest, "M_MISSING_PARAM", "Missing params: ['auth_provider', 'external_id']")
-			return nil, false
-		}
-		out = append(out, matrix.ExternalID{AuthProvider: provider, ExternalID: id})
-	}
-	return &out, true
+	return pairListParam(w, body, "external_ids", "auth_provider", "external_id", func(p, id string) matrix.ExternalID {
+		return matrix.ExternalID{AuthProvider: p, ExternalID: id}
+	})
 }
 
 // boolParam reads an optional boolean (false when absent), answering 400 when
