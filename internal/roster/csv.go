@@ -174,7 +174,7 @@ func (r *run) header(rec []string, line int, cr *csv.Reader) *header {
 		}
 		c, ok := columnNames[name]
 		if !ok {
-			unknown = append(unknown, unknownName{col, i, name, suggest(name)})
+			unknown = append(unknown, unknownName{col, i, name, suggestColumn(name)})
 			continue
 		}
 		known++

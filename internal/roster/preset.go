@@ -136,7 +136,7 @@ func ParseColumns(spec string) (*Mapping, error) {
 		}
 		c, known := columnNames[key]
 		if !known {
-			return nil, fmt.Errorf("--columns: unknown roster column %s — %s", quoteShort(key), unknownHint(suggest(key), "columns"))
+			return nil, fmt.Errorf("--columns: unknown roster column %s — %s", quoteShort(key), unknownHint(suggestColumn(key), "columns"))
 		}
 		if prev, dup := seen[c]; dup {
 			return nil, fmt.Errorf("--columns: %s is mapped twice (also as %s) — map each roster column once; use | for alternatives", quoteShort(key), quoteShort(prev))

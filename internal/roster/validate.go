@@ -2,6 +2,7 @@ package roster
 
 import (
 	"fmt"
+	"github.com/provision-matrix/provision/internal/suggest"
 	"hash/maphash"
 	"math"
 	"strconv"
@@ -431,8 +432,8 @@ var synonyms = map[string]string{
 	"pass": "password", "passwd": "password", "pw": "password", "type": "user_type", "kind": "user_type",
 }
 
-// suggest finds the known name closest to an unknown one, or "".
-func suggest(name string) string {
+// suggestColumn finds the known name closest to an unknown one, or "".
+func suggestColumn(name string) string {
 	norm := normalize(name)
 	if s, ok := synonyms[norm]; ok {
 		return s
@@ -442,7 +443,7 @@ func suggest(name string) string {
 		if normalize(known) == norm {
 			return known
 		}
-		if d := editDistance(norm, normalize(known)); d < bestDist || (d == bestDist && known < best) {
+		if d := suggest.Distance(norm, normalize(known)); d < bestDist || (d == bestDist && known < best) {
 			best, bestDist = known, d
 		}
 	}
@@ -469,28 +470,6 @@ func normalize(s string) string {
 		}
 		return c
 	}, s)
-}
-
-// editDistance is the Levenshtein distance between two short strings.
-func editDistance(a, b string) int {
-	ra, rb := []rune(a), []rune(b)
-	prev := make([]int, len(rb)+1)
-	cur := make([]int, len(rb)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(ra); i++ {
-		cur[0] = i
-		for j := 1; j <= len(rb); j++ {
-			cost := 1
-			if ra[i-1] == rb[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(rb)]
 }
 
 // seenSet remembers the localparts seen so far, to find duplicates, in a few

@@ -208,7 +208,7 @@ func (y *yamlFile) entry(n *yaml.Node) *entry {
 		name := strings.ToLower(strings.TrimSpace(k.Value))
 		c, known := columnNames[name]
 		if !known {
-			s := suggest(name)
+			s := suggestColumn(name)
 			if s != "" && columnNames[s] == colLocalpart {
 				e.localpartTypo = true // one problem for one typo
 			}
