@@ -100,6 +100,8 @@ func TestLoadErrors(t *testing.T) {
 		{"bad report ext", []string{"--shared-secret-file", secret, "--report", "out.txt", "r.csv"}, nil, ".csv or .json"},
 		{"config typo", []string{"--config", typo, "--shared-secret-file", secret, "r.csv"}, nil, `did you mean "concurrency"`},
 		{"secret in config", []string{"--config", inline, "r.csv"}, nil, "never goes in the config file"},
+		{"blank secret in env", []string{"r.csv"}, map[string]string{"PROVISION_SHARED_SECRET": "  \n"}, "PROVISION_SHARED_SECRET is blank"},
+		{"blank token in env", []string{"--shared-secret-file", secret, "r.csv"}, map[string]string{"PROVISION_ADMIN_TOKEN": " "}, "PROVISION_ADMIN_TOKEN is blank"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -35,37 +35,40 @@ func (c *Config) loadSecrets(v *viper.Viper, getenv func(string) string, synapse
 		c.Policy = syn.Policy
 	}
 
-	switch file := v.GetString(fSharedSecretFile); {
-	case file != "":
-		s, warn, err := ReadSecretFile(file)
-		if err != nil {
-			return errorf("check the path given to --shared-secret-file (or PROVISION_SHARED_SECRET_FILE)", "shared secret: %v", err)
-		}
-		c.SharedSecret, c.SharedSecretSource = s, "file "+file
-		c.Warnings = append(c.Warnings, warn...)
-	case getenv(EnvPrefix+"_SHARED_SECRET") != "":
-		c.SharedSecret = Secret(strings.TrimSpace(getenv(EnvPrefix + "_SHARED_SECRET")))
-		c.SharedSecretSource = "PROVISION_SHARED_SECRET"
-		if len(c.SharedSecret) == 0 {
-			return errorf("set PROVISION_SHARED_SECRET to the server's registration_shared_secret", "PROVISION_SHARED_SECRET is blank")
-		}
-	case syn != nil && syn.SharedSecret != nil:
+	var err error
+	c.SharedSecret, c.SharedSecretSource, err = c.secretFrom(v, getenv, fSharedSecretFile, EnvPrefix+"_SHARED_SECRET", "shared secret", "registration_shared_secret")
+	if err != nil {
+		return err
+	}
+	if c.SharedSecret == nil && syn != nil && syn.SharedSecret != nil {
 		c.SharedSecret, c.SharedSecretSource = syn.SharedSecret, syn.SharedSecretSource
 	}
+	c.AdminToken, c.AdminTokenSource, err = c.secretFrom(v, getenv, fAdminTokenFile, EnvPrefix+"_ADMIN_TOKEN", "admin token", "a Synapse admin's access token")
+	return err
+}
 
-	switch file := v.GetString(fAdminTokenFile); {
-	case file != "":
+// secretFrom reads a secret from the file named by the flag (or its PROVISION_…_FILE
+// variable), else from the environment variable env; a file wins. It returns nil when
+// neither is set. Both sources get the same checks: a blank value is an error, not an
+// empty secret.
+func (c *Config) secretFrom(v *viper.Viper, getenv func(string) string, flag, env, what, meaning string) (Secret, string, error) {
+	if file := v.GetString(flag); file != "" {
 		s, warn, err := ReadSecretFile(file)
 		if err != nil {
-			return errorf("check the path given to --admin-token-file (or PROVISION_ADMIN_TOKEN_FILE)", "admin token: %v", err)
+			return nil, "", errorf(fmt.Sprintf("check the path given to --%s (or %s_%s)", flag, EnvPrefix, envName(flag)), "%s: %v", what, err)
 		}
-		c.AdminToken, c.AdminTokenSource = s, "file "+file
 		c.Warnings = append(c.Warnings, warn...)
-	case getenv(EnvPrefix+"_ADMIN_TOKEN") != "":
-		c.AdminToken = Secret(strings.TrimSpace(getenv(EnvPrefix + "_ADMIN_TOKEN")))
-		c.AdminTokenSource = "PROVISION_ADMIN_TOKEN"
+		return s, "file " + file, nil
 	}
-	return nil
+	raw := getenv(env)
+	if raw == "" {
+		return nil, "", nil
+	}
+	s := Secret(strings.TrimSpace(raw))
+	if len(s) == 0 {
+		return nil, "", errorf(fmt.Sprintf("set %s to %s", env, meaning), "%s is blank", env)
+	}
+	return s, env, nil
 }
 
 // ReadSecretFile reads a secret from a file, trimming surrounding white space as
