@@ -5,6 +5,7 @@ import (
 	"io"
 	"math"
 	"math/big"
+	"strings"
 	"sync"
 
 	gopassword "github.com/sethvargo/go-password/password"
@@ -134,11 +135,22 @@ func (g *Generator) Generate() (string, error) {
 		if err != nil {
 			return "", fmt.Errorf("generate password: %w", err)
 		}
-		tail, err := g.rest.Generate(g.length-1, 0, 0, true, true)
-		if err != nil {
-			return "", fmt.Errorf("generate password: %w", err)
+		var b strings.Builder
+		b.Grow(g.length)
+		b.WriteString(head)
+		// One character per call: asked for n characters, go-password draws each
+		// and then inserts it at a random place in those drawn so far, a second
+		// draw and a copy per character that change nothing when every character
+		// comes from the same alphabet (and half its CPU time, measured with
+		// BenchmarkGenerate).
+		for b.Len() < g.length {
+			c, err := g.rest.Generate(1, 0, 0, true, true)
+			if err != nil {
+				return "", fmt.Errorf("generate password: %w", err)
+			}
+			b.WriteString(c)
 		}
-		if pw := head + tail; g.policy.satisfiedBy(pw) {
+		if pw := b.String(); g.policy.satisfiedBy(pw) {
 			return pw, nil
 		}
 	}
