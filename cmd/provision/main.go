@@ -41,9 +41,13 @@ func mainExit() int {
 		os.Exit(ExitInterrupted)
 	}()
 	err := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
+	stopProfile()
 	signal.Stop(sigs)
 	return exitCode(err, os.Stderr)
 }
+
+// stopProfile ends the CPU profile of a build with -tags profile (profile.go).
+var stopProfile = func() {}
 
 type errSignal struct{ sig os.Signal }
 
