@@ -85,9 +85,12 @@ type AdminRunner struct {
 	Sleep  func(context.Context, time.Duration) error
 	Jitter func(n int64) int64
 
-	once  sync.Once
-	base  *Runner   // the shared machinery: options, throttle for writes, backoff
-	reads *throttle // reads are cheap (no password hashing): only 429s slow them
+	// Engine, if set, is the request engine to share (the preflight's); otherwise
+	// one is made from Opts.
+	Engine *Engine
+
+	once   sync.Once
+	engine *Engine
 
 	aliasMu sync.Mutex
 	aliases map[string]string // alias → room ID ("" = did not resolve)
@@ -102,10 +105,18 @@ const maxJoinErrors = 20
 
 func (r *AdminRunner) init() {
 	r.once.Do(func() {
-		r.base = &Runner{Opts: r.Opts, Now: r.Now, Sleep: r.Sleep, Jitter: r.Jitter, Log: r.Log}
-		r.base.defaults()
-		r.Opts, r.Log = r.base.Opts, r.base.Log
-		r.reads = newThrottle(0, r.base.Now, r.base.Sleep)
+		if r.Log == nil {
+			r.Log = slog.New(slog.DiscardHandler)
+		}
+		if r.Now == nil {
+			r.Now = time.Now
+		}
+		r.engine = r.Engine
+		if r.engine == nil {
+			r.engine = &Engine{log: r.Log, secrets: r.Secrets}
+			r.engine.setDefaults(r.Opts, r.Now, r.Sleep, r.Jitter)
+		}
+		r.Opts = r.engine.Options()
 		if r.PageSize <= 0 {
 			r.PageSize = DefaultPageSize
 		}
@@ -317,7 +328,7 @@ func (r *AdminRunner) Apply(ctx context.Context, plan *reconcile.Plan) (*report.
 	if r.Journal == nil || r.Handoff == nil {
 		return nil, errors.New("applying a plan needs the journal and the handoff")
 	}
-	sum := report.NewSummary(r.base.Now())
+	sum := report.NewSummary(r.Now())
 	ord := reportRows(r.Opts.Concurrency, sum, r.OnRow, r.Sink, nil)
 	g, gctx := errgroup.WithContext(context.WithoutCancel(ctx))
 	g.SetLimit(r.Opts.Concurrency)
@@ -347,7 +358,7 @@ func (r *AdminRunner) Apply(ctx context.Context, plan *reconcile.Plan) (*report.
 		})
 	}
 	gErr := g.Wait()
-	sum.Finished = r.base.Now()
+	sum.Finished = r.Now()
 	switch {
 	case gErr != nil:
 		return sum, gErr
@@ -403,9 +414,9 @@ func (r *AdminRunner) apply(stopCtx, reqCtx context.Context, c reconcile.Change)
 	case reconcile.Create:
 		return r.create(stopCtx, reqCtx, c, row)
 	case reconcile.Deactivate:
-		st := &callState{}
+		st := &Call{Write: true}
 		err := r.write(stopCtx, reqCtx, st, func(ctx context.Context) error { return r.API.Deactivate(ctx, c.UserID, c.Erase) })
-		row.Attempts = st.attempts
+		row.Attempts = st.Attempts
 		if err != nil {
 			return r.failedRow(row, err, st), nil
 		}
@@ -486,11 +497,6 @@ func (r *AdminRunner) settle(stopCtx, reqCtx context.Context, c reconcile.Change
 	if err := r.Journal.Outcome(c.User.Localpart, c.UserID, journalPasswordSet); err != nil {
 		return false, fmt.Errorf("journal: %w", err)
 	}
-	// Recorded again in this run, so that this run's checkpoint (journal.Checkpoint)
-	// covers the handoff just made.
-	if err := r.Journal.Outcome(c.User.Localpart, c.UserID, journalPasswordSet); err != nil {
-		return false, fmt.Errorf("journal: %w", err)
-	}
 	row.Error = join(row.Error, "its password was set by an earlier, interrupted run and is in this run's handoff")
 	return true, nil
 }
@@ -498,27 +504,8 @@ func (r *AdminRunner) settle(stopCtx, reqCtx context.Context, c reconcile.Change
 // passwordLive logs in with password: known is false when the question could not be
 // settled (the server did not answer, or does not allow password logins).
 func (r *AdminRunner) passwordLive(stopCtx, reqCtx context.Context, localpart, password string) (live, known bool) {
-	if r.Sessions == nil {
-		return false, false
-	}
-	var sess matrix.Session
-	err := r.call(stopCtx, reqCtx, r.base.throttle, &callState{password: password}, func(ctx context.Context) error {
-		var err error
-		sess, err = r.Sessions.LoginSession(ctx, localpart, password)
-		return err
-	})
-	switch {
-	case err == nil:
-		ctx, cancel := context.WithTimeout(reqCtx, r.Opts.RequestTimeout)
-		if lerr := r.Sessions.Logout(ctx, sess.AccessToken); lerr != nil {
-			r.Log.Warn("could not log out the session opened to check an account", "user", localpart, "error", lerr.Error())
-		}
-		cancel()
-		return true, true
-	case matrix.Errcode(err) == matrix.ErrcodeForbidden, matrix.Errcode(err) == matrix.ErrcodeUserDeactivated:
-		return false, true // wrong password, or no password any more
-	}
-	return false, false
+	_, live, known, _ = passwordLive(stopCtx, reqCtx, r.engine, r.Sessions, localpart, password, r.Log)
+	return live, known
 }
 
 // create makes a new account: a fresh check that it is still absent, the password
@@ -528,7 +515,7 @@ func (r *AdminRunner) create(stopCtx, reqCtx context.Context, c reconcile.Change
 	// sign-on login creates one) would reset its password. Narrow the window to the
 	// moment before the PUT.
 	var appeared bool
-	if err := r.call(stopCtx, reqCtx, r.reads, &callState{}, func(ctx context.Context) error {
+	if err := r.engine.Do(stopCtx, reqCtx, &Call{}, func(ctx context.Context) error {
 		_, err := r.API.GetUser(ctx, c.UserID)
 		if errors.Is(err, matrix.ErrNotFound) {
 			return nil
@@ -536,11 +523,11 @@ func (r *AdminRunner) create(stopCtx, reqCtx context.Context, c reconcile.Change
 		appeared = err == nil
 		return err
 	}); err != nil {
-		if errors.Is(err, errStopped) {
+		if errors.Is(err, ErrInterrupted) {
 			row.Status, row.Error = report.Skipped, join(row.Error, "interrupted before it started: run the same command again to finish")
 			return row, nil
 		}
-		return r.failedRow(row, err, &callState{}), nil
+		return r.failedRow(row, err, &Call{}), nil
 	}
 	if appeared {
 		row.Status, row.Error = report.Exists, join(row.Error, "created by someone else after the plan was made; nothing was sent")
@@ -559,16 +546,16 @@ func (r *AdminRunner) create(stopCtx, reqCtx context.Context, c reconcile.Change
 	}
 	put := c.Put
 	put.Password = &pw
-	st := &callState{password: pw}
+	st := &Call{Write: true, Password: pw}
 	var created bool
 	err := r.write(stopCtx, reqCtx, st, func(ctx context.Context) error {
 		var err error
 		created, err = r.API.PutUser(ctx, c.UserID, put)
 		return err
 	})
-	row.Attempts = st.attempts
+	row.Attempts = st.Attempts
 	if err != nil {
-		if !st.maybeLanded {
+		if !st.MaybeLanded {
 			if jerr := r.Journal.Outcome(c.User.Localpart, c.UserID, string(report.Failed)); jerr != nil {
 				return row, fmt.Errorf("journal: %w", jerr)
 			}
@@ -581,7 +568,7 @@ func (r *AdminRunner) create(stopCtx, reqCtx context.Context, c reconcile.Change
 	// 200 instead of 201: an earlier attempt of ours created it (its answer was
 	// lost), or, if none could have, someone created it in the instant after the
 	// check. Either way the password now set is the one just sent: hand it off.
-	again := !created && !st.maybeLanded
+	again := !created && !st.MaybeLanded
 	if err := r.Handoff.Deliver(c.User, c.UserID, pw, again); err != nil {
 		return row, fmt.Errorf("handing off %s: %w", c.UserID, err)
 	}
@@ -618,14 +605,14 @@ func (r *AdminRunner) update(stopCtx, reqCtx context.Context, c reconcile.Change
 		r.joinRooms(stopCtx, reqCtx, c, row)
 		return nil
 	}
-	st := &callState{password: pw}
+	st := &Call{Write: true, Password: pw}
 	err := r.write(stopCtx, reqCtx, st, func(ctx context.Context) error {
 		_, err := r.API.PutUser(ctx, c.UserID, put)
 		return err
 	})
-	row.Attempts += st.attempts
+	row.Attempts += st.Attempts
 	if err != nil {
-		if pw != "" && !st.maybeLanded {
+		if pw != "" && !st.MaybeLanded {
 			if jerr := r.Journal.Outcome(c.User.Localpart, c.UserID, string(report.Failed)); jerr != nil {
 				return fmt.Errorf("journal: %w", jerr)
 			}
@@ -653,17 +640,17 @@ func (r *AdminRunner) update(stopCtx, reqCtx context.Context, c reconcile.Change
 func (r *AdminRunner) joinRooms(stopCtx, reqCtx context.Context, c reconcile.Change, row *report.Row) {
 	var failed []string
 	for _, room := range c.Joins {
-		st := &callState{}
+		st := &Call{Write: true}
 		err := r.write(stopCtx, reqCtx, st, func(ctx context.Context) error {
 			_, err := r.API.Join(ctx, room, c.UserID)
 			return err
 		})
-		row.Attempts += st.attempts
+		row.Attempts += st.Attempts
 		if err == nil {
 			continue
 		}
 		code, msg := errText(err)
-		if errors.Is(err, errStopped) {
+		if errors.Is(err, ErrInterrupted) {
 			msg = "interrupted: run the same command again to join it"
 		}
 		if row.Errcode == "" {
@@ -693,11 +680,11 @@ func (r *AdminRunner) FailedJoinErrors() []string {
 	return slices.Clone(r.joinErrs)
 }
 
-func (r *AdminRunner) failedRow(row report.Row, err error, st *callState) report.Row {
-	if errors.Is(err, errStopped) {
+func (r *AdminRunner) failedRow(row report.Row, err error, st *Call) report.Row {
+	if errors.Is(err, ErrInterrupted) {
 		row.Status = report.Skipped
 		msg := "interrupted before it finished: run the same command again to finish"
-		if st.maybeLanded {
+		if st.MaybeLanded {
 			msg = "interrupted while the server's answer was unknown: run the same command again, which will find out"
 		}
 		row.Error = join(row.Error, msg)
@@ -708,101 +695,13 @@ func (r *AdminRunner) failedRow(row report.Row, err error, st *callState) report
 	return row
 }
 
-// errText is an error as a report shows it: the server's errcode and message (after
-// how often it was tried, if it was retried), or the error itself.
-func errText(err error) (string, string) {
-	var merr *matrix.Error
-	if !errors.As(err, &merr) {
-		return "", err.Error() // no server text in it: a network error, an interruption
-	}
-	msg := merr.Message
-	if msg == "" {
-		msg = fmt.Sprintf("HTTP %d", merr.Status)
-	}
-	var ex *exhausted
-	if errors.As(err, &ex) {
-		msg = ex.why + ": " + msg
-	}
-	return merr.Errcode, msg
-}
-
-// exhausted is a request that was still failing when its retries ran out.
-type exhausted struct {
-	why string
-	err error
-}
-
-func (e *exhausted) Error() string { return e.why + ": " + e.err.Error() }
-func (e *exhausted) Unwrap() error { return e.err }
-
-// callState follows one request through its attempts.
-type callState struct {
-	attempts    int
-	maybeLanded bool   // an attempt may have taken effect without an answer
-	password    string // the password the request carries, if any: never echoed
-}
-
-// errStopped: the run was interrupted while a request waited for its turn or a retry.
-var errStopped = errors.New("interrupted")
-
-// read sends a read-only request with retries. Reads wait only for the pauses that
-// 429s impose, not for the rate limit: they cost the server no password hashing.
+// read sends a read-only request through the engine.
 func (r *AdminRunner) read(ctx context.Context, fn func(context.Context) error) error {
-	return r.call(ctx, ctx, r.reads, &callState{}, fn)
+	return r.engine.Do(ctx, ctx, &Call{}, fn)
 }
 
-// write sends a state-changing request with retries, under the rate limit.
-func (r *AdminRunner) write(stopCtx, reqCtx context.Context, st *callState, fn func(context.Context) error) error {
-	return r.call(stopCtx, reqCtx, r.base.throttle, st, func(ctx context.Context) error {
-		st.attempts++
-		return fn(ctx)
-	})
-}
-
-// call sends a request until it has a definite answer, as the shared-secret path
-// does: a 429 slows the whole pool and is waited out; a network error or 5xx is
-// retried with full-jitter backoff; anything else is the answer. Errors that no retry
-// can cure (a bad token, no admin API) come back at once.
-func (r *AdminRunner) call(stopCtx, reqCtx context.Context, th *throttle, st *callState, fn func(context.Context) error) error {
-	retries, limited := 0, 0
-	for {
-		if err := th.wait(stopCtx); err != nil {
-			return fmt.Errorf("%w: %w", errStopped, err)
-		}
-		ctx, cancel := context.WithTimeout(reqCtx, r.Opts.RequestTimeout)
-		err := fn(ctx)
-		cancel()
-		if err == nil {
-			th.ok()
-			return nil
-		}
-		scrubError(err, append([]string{st.password}, r.Secrets...)...)
-		kind, wait := matrix.Classify(err)
-		switch kind {
-		case matrix.RateLimited:
-			limited++
-			th.rateLimited(wait)
-			if limited >= r.base.Opts.Max429 {
-				return &exhausted{fmt.Sprintf("still rate limited after %d tries", limited), err}
-			}
-			continue
-		case matrix.Retry:
-			if matrix.MayHaveLanded(err) {
-				st.maybeLanded = true
-			}
-			retries++
-			if retries >= r.base.Opts.MaxAttempts {
-				return &exhausted{fmt.Sprintf("gave up after %d tries", retries), err}
-			}
-			d := r.base.backoff(retries)
-			r.Log.Debug("retrying", "after", d, "error", errorText(err, st.password))
-			if err := r.base.Sleep(stopCtx, d); err != nil {
-				return fmt.Errorf("%w: %w", errStopped, err)
-			}
-			continue
-		case matrix.Refused:
-			th.ok()
-		}
-		return err
-	}
+// write sends a state-changing request through the engine, under the rate limit.
+func (r *AdminRunner) write(stopCtx, reqCtx context.Context, st *Call, fn func(context.Context) error) error {
+	st.Write = true
+	return r.engine.Do(stopCtx, reqCtx, st, fn)
 }

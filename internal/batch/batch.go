@@ -13,7 +13,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"strings"
 	"sync"
 	"time"
@@ -24,6 +23,7 @@ import (
 	"github.com/provision-matrix/provision/internal/matrix"
 	"github.com/provision-matrix/provision/internal/report"
 	"github.com/provision-matrix/provision/internal/roster"
+	"github.com/provision-matrix/provision/internal/sanitize"
 )
 
 // Server is what the batch needs of the homeserver in shared-secret mode.
@@ -96,11 +96,17 @@ type Options struct {
 	AutoRate       bool
 	ServerName     string // "" = learn it from the first registration
 	DryRun         bool
-	MaxAttempts    int           // per user, for network errors and 5xx; default 5
-	Max429         int           // per user, for 429 answers; default 50
-	RequestTimeout time.Duration // default 60 s
-	BackoffBase    time.Duration // default 250 ms
-	BackoffMax     time.Duration // default 30 s
+	RequestTimeout time.Duration // one request; default 60 s
+	// RetryBudget is how long one request is retried through 5xx, resets, timeouts
+	// and 429s before its user is reported failed; default DefaultRetryBudget.
+	RetryBudget time.Duration
+	// MaxRetryAfter is the longest Retry-After the run waits out; a server asking
+	// for more fails the request at once. Default DefaultMaxRetryAfter.
+	MaxRetryAfter time.Duration
+	// MaxAttempts, if set, also caps the retries of one request (tests use it).
+	MaxAttempts int
+	BackoffBase time.Duration // default 250 ms
+	BackoffMax  time.Duration // default 30 s
 }
 
 // Runner runs one job.
@@ -115,6 +121,9 @@ type Runner struct {
 	OnRow func(report.Row)
 	Log   *slog.Logger
 	Opts  Options
+	// Engine, if set, is the request engine to share (the preflight's); otherwise
+	// Run makes one from Opts.
+	Engine *Engine
 
 	// Seams for tests.
 	Now    func() time.Time
@@ -123,54 +132,23 @@ type Runner struct {
 
 	serverName sync.Mutex
 	sn         string
-	throttle   *throttle
+	engine     *Engine
 }
 
-// ErrInterrupted is returned (wrapped) when the run stopped before every user was done.
-var ErrInterrupted = errors.New("interrupted")
-
 func (r *Runner) defaults() {
-	o := &r.Opts
-	if o.Concurrency < 1 {
-		o.Concurrency = 1
-	}
-	if o.MaxAttempts < 1 {
-		o.MaxAttempts = 5
-	}
-	if o.Max429 < 1 {
-		o.Max429 = 50
-	}
-	if o.RequestTimeout <= 0 {
-		o.RequestTimeout = 60 * time.Second
-	}
-	if o.BackoffBase <= 0 {
-		o.BackoffBase = 250 * time.Millisecond
-	}
-	if o.BackoffMax <= 0 {
-		o.BackoffMax = 30 * time.Second
+	if r.Log == nil {
+		r.Log = slog.New(slog.DiscardHandler)
 	}
 	if r.Now == nil {
 		r.Now = time.Now
 	}
-	if r.Sleep == nil {
-		r.Sleep = sleepCtx
+	r.engine = r.Engine
+	if r.engine == nil {
+		r.engine = &Engine{log: r.Log, secrets: []string{string(r.Secret)}}
+		r.engine.setDefaults(r.Opts, r.Now, r.Sleep, r.Jitter)
 	}
-	if r.Jitter == nil {
-		r.Jitter = rand.Int64N
-	}
-	if r.Log == nil {
-		r.Log = slog.New(slog.DiscardHandler)
-	}
-	r.sn = o.ServerName
-	if o.AutoRate {
-		r.throttle = newThrottle(0, r.Now, r.Sleep)
-		r.throttle.conc = newAdaptive(o.Concurrency)
-		r.throttle.conc.judged = func(limit float64, latency, unloaded time.Duration, perSecond float64) {
-			r.Log.Debug("--rate auto", "in_flight", limit, "latency", latency, "unloaded", unloaded, "per_second", perSecond)
-		}
-	} else {
-		r.throttle = newThrottle(o.Rate, r.Now, r.Sleep)
-	}
+	r.Opts = r.engine.Options()
+	r.sn = r.Opts.ServerName
 }
 
 // ServerName is the server name in user IDs, once known.
@@ -229,7 +207,7 @@ func (r *Runner) Run(ctx context.Context, src Source) (*report.Summary, error) {
 		if err := ord.reserve(gctx, i); err != nil {
 			return err
 		}
-		auto := r.throttle.conc
+		auto := r.engine.writes.conc
 		admitted := auto != nil && !stop() && auto.admit(admitCtx) == nil
 		if stop() || (auto != nil && !admitted) {
 			if admitted {
@@ -370,6 +348,7 @@ type outcome struct {
 	status           report.Status
 	userID           string
 	errcode, message string
+	unknown          bool // failed, and whether the account was created is unknown
 }
 
 // register sends the registration until it has a definite answer.
@@ -381,63 +360,46 @@ func (r *Runner) register(stopCtx, reqCtx context.Context, u roster.User, st *us
 			return o
 		}
 	}
-	retries, limited := 0, 0
-	for {
-		tk, err := r.throttle.acquire(stopCtx)
-		if err != nil {
-			return interruptedOutcome(st)
-		}
-		st.attempts++
-		ctx, cancel := context.WithTimeout(reqCtx, r.Opts.RequestTimeout)
-		reg, err := r.Server.RegisterSharedSecret(ctx, r.Secret, matrix.Registration{
+	call := &Call{Write: true, Password: st.password}
+	var reg matrix.Registered
+	err := r.engine.Do(stopCtx, reqCtx, call, func(ctx context.Context) error {
+		var err error
+		reg, err = r.Server.RegisterSharedSecret(ctx, r.Secret, matrix.Registration{
 			Localpart:   u.Localpart,
 			Password:    st.password,
 			DisplayName: u.DisplayName,
 			UserType:    u.UserType,
 			Admin:       u.Admin,
 		})
-		cancel()
-		kind, wait := matrix.Classify(err)
-		r.throttle.release(tk, throttleResult(err, kind), wait)
-		if err == nil {
-			return outcome{status: report.Created, userID: reg.UserID}
+		return err
+	})
+	st.attempts += call.Attempts
+	st.maybeLanded = st.maybeLanded || call.MaybeLanded
+	switch {
+	case err == nil:
+		return r.created(u, reg.UserID)
+	case errors.Is(err, ErrInterrupted):
+		return interruptedOutcome(st)
+	case matrix.IsUserInUse(err):
+		if st.maybeLanded {
+			if o, ok := r.checkLanded(stopCtx, reqCtx, u, st); ok {
+				return o
+			}
 		}
-		scrubError(err, st.password, string(r.Secret))
-		var merr *matrix.Error
-		if errors.As(err, &merr) && merr.Errcode == "M_USER_IN_USE" {
-			if st.maybeLanded {
-				if o, ok := r.checkLanded(stopCtx, reqCtx, u, st); ok {
-					return o
-				}
-			}
-			return outcome{status: report.Exists, userID: r.userID(u.Localpart)}
-		}
-		switch kind {
-		case matrix.RateLimited:
-			limited++
-			r.Log.Debug("rate limited", "user", u.Localpart, "retry_after", wait, "rate", float64(r.throttle.limit()))
-			if limited >= r.Opts.Max429 {
-				return failedOutcome(err, fmt.Sprintf("still rate limited after %d tries", limited))
-			}
-			continue
-		case matrix.Retry:
-			if matrix.MayHaveLanded(err) {
-				st.maybeLanded = true
-			}
-			retries++
-			if retries >= r.Opts.MaxAttempts {
-				return failedOutcome(err, fmt.Sprintf("gave up after %d tries", st.attempts))
-			}
-			d := r.backoff(retries)
-			r.Log.Debug("retrying", "user", u.Localpart, "after", d, "error", errorText(err, st.password))
-			if err := r.Sleep(stopCtx, d); err != nil {
-				return interruptedOutcome(st)
-			}
-			continue
-		default:
-			return failedOutcome(err, "")
-		}
+		return outcome{status: report.Exists, userID: r.userID(u.Localpart)}
 	}
+	return failedOutcome(err, "")
+}
+
+// created checks the user ID the server says it created: it must be the one asked
+// for. A missing or different one (a hostile or broken server, a proxy answering for
+// another) is a failed user whose outcome is unknown: the next run logs in with the
+// journaled password to learn the truth, and no text of the server's reaches a file.
+func (r *Runner) created(u roster.User, userID string) outcome {
+	if err := CheckUserID(userID, u.Localpart, r.ServerName()); err != nil {
+		return outcome{status: report.Failed, errcode: "", message: err.Error(), unknown: true}
+	}
+	return outcome{status: report.Created, userID: userID}
 }
 
 // checkLanded logs in with the password this run (or an interrupted one) sent. Success
@@ -445,71 +407,50 @@ func (r *Runner) register(stopCtx, reqCtx context.Context, u roster.User, st *us
 // question could not be settled; the caller then registers, which is safe because
 // shared-secret registration never changes an existing account.
 func (r *Runner) checkLanded(stopCtx, reqCtx context.Context, u roster.User, st *userState) (outcome, bool) {
-	for try := 1; try <= r.Opts.MaxAttempts; try++ {
-		tk, err := r.throttle.acquire(stopCtx)
-		if err != nil {
-			return interruptedOutcome(st), true
-		}
-		ctx, cancel := context.WithTimeout(reqCtx, r.Opts.RequestTimeout)
-		sess, err := r.Server.LoginSession(ctx, u.Localpart, st.password)
-		cancel()
-		kind, wait := matrix.Classify(err)
-		r.throttle.release(tk, throttleResult(err, kind), wait)
-		if err == nil {
-			ctx, cancel := context.WithTimeout(reqCtx, r.Opts.RequestTimeout)
-			if lerr := r.Server.Logout(ctx, sess.AccessToken); lerr != nil {
-				r.Log.Warn("could not log out the session opened to check an account", "user", u.Localpart, "error", lerr.Error())
-			}
-			cancel()
-			st.maybeLanded = false
-			userID := sess.UserID
-			if userID == "" {
-				userID = r.userID(u.Localpart)
-			}
-			return outcome{status: report.Created, userID: userID}, true
-		}
-		var merr *matrix.Error
-		if errors.As(err, &merr) && (merr.Errcode == "M_FORBIDDEN" || merr.Errcode == "M_USER_DEACTIVATED") {
-			// Wrong password or no such user: our request did not create it.
-			st.maybeLanded = false
-			return outcome{}, false
-		}
-		switch kind {
-		case matrix.RateLimited:
-			continue
-		case matrix.Retry:
-			if err := r.Sleep(stopCtx, r.backoff(try)); err != nil {
-				return interruptedOutcome(st), true
-			}
-			continue
-		}
+	userID, live, known, err := passwordLive(stopCtx, reqCtx, r.engine, r.Server, u.Localpart, st.password, r.Log)
+	if errors.Is(err, ErrInterrupted) {
+		return interruptedOutcome(st), true
+	}
+	if !known {
 		return outcome{}, false
 	}
-	return outcome{}, false
+	st.maybeLanded = false
+	if !live {
+		return outcome{}, false // wrong password or no such user: our request did not create it
+	}
+	if userID == "" {
+		userID = r.userID(u.Localpart)
+	}
+	return r.created(u, userID), true
 }
 
-// throttleResult tells the throttle how a request went: answered (even with a
-// refusal), rate-limited, or without an answer.
-func throttleResult(err error, kind matrix.Kind) result {
+// passwordLive logs in with password through the engine: known is false when the
+// question could not be settled (the server did not answer, or does not allow
+// password logins). The session it opens is logged out at once.
+func passwordLive(stopCtx, reqCtx context.Context, e *Engine, s Sessions, localpart, password string, log *slog.Logger) (userID string, live, known bool, err error) {
+	if s == nil {
+		return "", false, false, nil
+	}
+	var sess matrix.Session
+	err = e.Do(stopCtx, reqCtx, &Call{Password: password}, func(ctx context.Context) error {
+		var err error
+		sess, err = s.LoginSession(ctx, localpart, password)
+		return err
+	})
 	switch {
 	case err == nil:
-		return accepted
-	case kind == matrix.RateLimited:
-		return rateLimited
-	case kind == matrix.Retry:
-		return noAnswer
+		ctx, cancel := context.WithTimeout(reqCtx, e.opts.RequestTimeout)
+		if lerr := s.Logout(ctx, sess.AccessToken); lerr != nil {
+			log.Warn("could not log out the session opened to check an account", "user", localpart, "error", lerr.Error())
+		}
+		cancel()
+		return sess.UserID, true, true, nil
+	case errors.Is(err, ErrInterrupted):
+		return "", false, false, err
+	case matrix.Errcode(err) == matrix.ErrcodeForbidden, matrix.Errcode(err) == matrix.ErrcodeUserDeactivated:
+		return "", false, true, nil // wrong password, or no password any more
 	}
-	return accepted
-}
-
-// backoff is "full jitter" exponential backoff: uniform in [0, min(max, base·2^n)).
-// Spreading retries randomly keeps a pool that failed together from retrying together.
-func (r *Runner) backoff(n int) time.Duration {
-	ceil := r.Opts.BackoffBase << min(n, 20)
-	if ceil <= 0 || ceil > r.Opts.BackoffMax {
-		ceil = r.Opts.BackoffMax
-	}
-	return time.Duration(r.Jitter(int64(ceil)))
+	return "", false, false, nil
 }
 
 func interruptedOutcome(st *userState) outcome {
@@ -522,16 +463,7 @@ func interruptedOutcome(st *userState) outcome {
 
 func failedOutcome(err error, prefix string) outcome {
 	o := outcome{status: report.Failed}
-	var merr *matrix.Error
-	if errors.As(err, &merr) {
-		o.errcode = merr.Errcode
-		o.message = merr.Message
-		if o.message == "" {
-			o.message = fmt.Sprintf("HTTP %d", merr.Status)
-		}
-	} else {
-		o.message = err.Error()
-	}
+	o.errcode, o.message = errText(err)
 	if prefix != "" {
 		o.message = prefix + ": " + o.message
 	}
@@ -540,17 +472,16 @@ func failedOutcome(err error, prefix string) outcome {
 
 func (r *Runner) dryRun(stopCtx, reqCtx context.Context, u roster.User, note string) report.Row {
 	row := report.Row{Localpart: u.Localpart}
-	tk, err := r.throttle.acquire(stopCtx)
-	if err != nil {
-		return skippedRow(u, "interrupted before it started")
-	}
-	ctx, cancel := context.WithTimeout(reqCtx, r.Opts.RequestTimeout)
-	defer cancel()
+	var av matrix.Availability
+	err := r.engine.Do(stopCtx, reqCtx, &Call{}, func(ctx context.Context) error {
+		var err error
+		av, err = r.Server.UsernameAvailable(ctx, u.Localpart)
+		return err
+	})
 	row.Attempts = 0 // nothing that changes state was sent
-	av, err := r.Server.UsernameAvailable(ctx, u.Localpart)
-	kind, wait := matrix.Classify(err)
-	r.throttle.release(tk, throttleResult(err, kind), wait)
 	switch {
+	case errors.Is(err, ErrInterrupted):
+		return skippedRow(u, "interrupted before it started")
 	case err != nil:
 		o := failedOutcome(err, "checking whether it exists")
 		row.Status, row.Errcode, row.Error = report.Failed, o.errcode, join(note, o.message)
@@ -606,4 +537,26 @@ func join(a, b string) string {
 		return a
 	}
 	return a + "; " + b
+}
+
+// errText is an error as a report shows it: the server's errcode and message (after
+// how long it was tried, if it was retried), or the error itself.
+func errText(err error) (string, string) {
+	var merr *matrix.Error
+	if !errors.As(err, &merr) {
+		return "", sanitize.Line(err.Error(), 0) // no server text in it: a network error, an interruption
+	}
+	msg := merr.Message
+	if msg == "" {
+		msg = fmt.Sprintf("HTTP %d", merr.Status)
+	}
+	var ex *ExhaustedError
+	if errors.As(err, &ex) {
+		msg = fmt.Sprintf("gave up after %d tries: %s", ex.Attempts, msg)
+	}
+	var wt *WaitTooLongError
+	if errors.As(err, &wt) {
+		msg = fmt.Sprintf("the server asked to wait %s, longer than --max-retry-after %s: %s", wt.Wait.Round(time.Second), wt.Max, msg)
+	}
+	return merr.Errcode, sanitize.Line(msg, 0)
 }

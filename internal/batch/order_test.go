@@ -51,11 +51,12 @@ func TestOrdererEmitsInOrderWithBoundedWindow(t *testing.T) {
 
 func TestBackoffIsFullJitterAndCapped(t *testing.T) {
 	t.Parallel()
-	r := &Runner{Opts: Options{BackoffBase: 100 * time.Millisecond, BackoffMax: time.Second}}
 	var ceilings []int64
-	r.Jitter = func(n int64) int64 { ceilings = append(ceilings, n); return n - 1 }
+	e := &Engine{}
+	e.setDefaults(Options{BackoffBase: 100 * time.Millisecond, BackoffMax: time.Second}, nil, nil,
+		func(n int64) int64 { ceilings = append(ceilings, n); return n - 1 })
 	for n := 1; n <= 6; n++ {
-		r.backoff(n)
+		e.backoff(n)
 	}
 	want := []time.Duration{200 * time.Millisecond, 400 * time.Millisecond, 800 * time.Millisecond, time.Second, time.Second, time.Second}
 	for i, c := range ceilings {

@@ -284,7 +284,7 @@ func TestAutoRateRun(t *testing.T) {
 	f.rec.onDeliver = func() { // runs while the user is in the pool
 		mu.Lock()
 		defer mu.Unlock()
-		c := f.run.throttle.conc
+		c := f.run.engine.writes.conc
 		c.mu.Lock()
 		maxPool, maxAllowed = max(maxPool, c.pool.held), max(maxAllowed, c.poolSize())
 		c.mu.Unlock()

@@ -13,8 +13,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode"
-	"unicode/utf8"
+
+	sanitizepkg "github.com/provision-matrix/provision/internal/sanitize"
 )
 
 // Errcodes this package and its callers branch on.
@@ -167,9 +167,13 @@ func Classify(err error) (Kind, time.Duration) {
 		return Permanent, 0
 	case errors.Is(err, ErrNoAdminAPI), errors.Is(err, ErrNotAdmin), errors.Is(err, ErrBadToken),
 		errors.Is(err, ErrNoSharedSecretEndpoint), errors.Is(err, ErrSharedSecretDisabled),
-		errors.Is(err, ErrSharedSecretMismatch), errors.Is(err, ErrNonceRejected),
-		errors.Is(err, ErrNotHomeserver):
+		errors.Is(err, ErrSharedSecretMismatch), errors.Is(err, ErrNotHomeserver):
 		return Permanent, 0
+	case errors.Is(err, ErrNonceRejected):
+		// Two fresh nonces refused in a row: the server restarted between the GET
+		// and the POST (twice), or a worker that did not hand the nonce out got
+		// the POST. The first passes; the caller's retry budget bounds the second.
+		return Retry, 0
 	case errors.Is(err, ErrInvalidRequest):
 		return Refused, 0
 	}
@@ -397,25 +401,4 @@ func jsonString(raw json.RawMessage) string {
 
 // sanitize keeps at most max runes of s and replaces control characters and
 // invalid UTF-8, so that a server's text cannot drive the terminal.
-func sanitize(s string, max int) string {
-	var b strings.Builder
-	n := 0
-	for i, r := range s {
-		if n == max {
-			b.WriteString("…")
-			break
-		}
-		switch {
-		case r == utf8.RuneError && !strings.HasPrefix(s[i:], "\uFFFD"):
-			b.WriteRune('?')
-		case r == '\n' || r == '\r' || r == '\t':
-			b.WriteRune(' ')
-		case !unicode.IsPrint(r):
-			b.WriteRune('?')
-		default:
-			b.WriteRune(r)
-		}
-		n++
-	}
-	return strings.TrimSpace(b.String())
-}
+func sanitize(s string, max int) string { return sanitizepkg.Line(s, max) }
