@@ -199,4 +199,3 @@ func (c *Client) linkOwner(ctx context.Context, providerID, subject string) (str
 	}
 	return "", nil
 }
-
