@@ -300,3 +300,12 @@ type notLanded struct{ err error }
 
 func (e *notLanded) Error() string { return e.err.Error() }
 func (e *notLanded) Unwrap() error { return e.err }
+
+// Status returns the HTTP status of MAS's answer in err's chain, or 0.
+func Status(err error) int {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Status
+	}
+	return 0
+}

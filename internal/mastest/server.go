@@ -202,6 +202,9 @@ func (s *Server) RequestCount(route string) int {
 // FailNext applies f to the next n requests to route (a key of Requests;
 // "" for any endpoint).
 func (s *Server) FailNext(n int, route string, f Fault) {
+	if n <= 0 {
+		return
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.faults = append(s.faults, &queuedFault{route: route, left: n, f: f})
