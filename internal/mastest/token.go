@@ -163,14 +163,23 @@ func base62(n uint32) string {
 	return string(out)
 }
 
-// validFormat is TokenType::check for access tokens: three parts, a known
-// three-letter prefix, 30 random characters, a six-character checksum.
-func validFormat(tok string) (prefix string, ok bool) {
+// checkFormat is TokenType::check (crates/data-model/src/tokens.rs): three
+// parts, 3 + 30 + 6 characters, a known prefix, a matching CRC. It returns
+// the prefix, or the TokenFormatError's text.
+func checkFormat(tok string) (prefix, problem string) {
 	parts := strings.Split(tok, "_")
 	if len(parts) != 3 || len(parts[0]) != 3 || len(parts[1]) != 30 || len(parts[2]) != 6 {
-		return "", false
+		return "", "invalid token format"
 	}
-	return parts[0], parts[2] == base62(crc32.ChecksumIEEE([]byte(parts[0]+"_"+parts[1])))
+	switch parts[0] {
+	case "mat", "mar", "mct", "syt", "mcr", "syr", "mpt":
+	default:
+		return "", "unknown token prefix " + rustDebug(parts[0])
+	}
+	if want := base62(crc32.ChecksumIEEE([]byte(parts[0] + "_" + parts[1]))); parts[2] != want {
+		return "", "invalid crc " + rustDebug(parts[2]) + ", expected " + rustDebug(want)
+	}
+	return parts[0], ""
 }
 
 // admin wraps an admin API handler in MAS's authorisation
@@ -188,12 +197,12 @@ func (s *Server) admin(h http.HandlerFunc) http.HandlerFunc {
 			return
 		}
 		tok := strings.TrimSpace(h0[7:])
-		prefix, ok := validFormat(tok)
+		prefix, problem := checkFormat(tok)
 		switch {
-		case !ok:
+		case problem != "":
 			// InvalidAccessTokenType(Some(TokenFormatError)): the cause
 			// follows the title (response.rs walks the error's sources).
-			adminError(w, http.StatusUnauthorized, "Invalid type of access token", "invalid token format")
+			adminError(w, http.StatusUnauthorized, "Invalid type of access token", problem)
 			return
 		case prefix != "mat":
 			// Refresh tokens and the like are not accepted here.
