@@ -16,8 +16,8 @@
 // to do about either, in the same terms as package matrix, so that one retry
 // engine serves both.
 //
-// The behaviour was read from MAS's source (element-hq/matrix-authentication-
-// service: crates/handlers/src/admin/v1, crates/handlers/src/oauth2/token.rs,
+// The behaviour was read from MAS's source, element-hq/matrix-authentication-service
+// (crates/handlers/src/admin/v1, crates/handlers/src/oauth2/token.rs,
 // policies/authorization_grant). The client secret, access tokens and
 // passwords never appear in URLs, errors or anything this package returns, and
 // the package never prints or logs.

@@ -3,8 +3,8 @@
 // serves the OAuth 2.0 token endpoint (client credentials with
 // client_secret_basic) and the admin API endpoints this project uses, with
 // the status codes, error titles and JSON:API shapes of MAS's own handlers:
-// each behaviour names, next to it, the file of element-hq/matrix-
-// authentication-service it was read from (snapshot of 2026-08).
+// each behaviour names, next to it, the file it was read from in
+// element-hq/matrix-authentication-service (snapshot of 2026-08).
 //
 // State lives in memory: users, passwords (as salted SHA-256, enough for
 // CheckPassword and nothing to imitate), email addresses, upstream providers
