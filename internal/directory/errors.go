@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strings"
 
 	"github.com/go-ldap/ldap/v3"
 )
@@ -87,6 +88,11 @@ func tlsError(q Query, err error) error {
 }
 
 func isTLS(err error) bool {
+	// go-ldap reports a failed StartTLS handshake as text only (%v), so the
+	// typed checks below cannot see it.
+	if err != nil && strings.Contains(err.Error(), "TLS handshake failed") {
+		return true
+	}
 	var (
 		unknown x509.UnknownAuthorityError
 		host    x509.HostnameError
