@@ -206,7 +206,10 @@ func (q *Query) setHost(hostport string) error {
 	if h, err := url.PathUnescape(host); err == nil {
 		host = h
 	}
-	if host == "" || strings.ContainsAny(host, " /?#@") {
+	if strings.Contains(host, ":") && net.ParseIP(host) == nil {
+		return fmt.Errorf("host %s: not a host name or address — write an IPv6 address in brackets, e.g. ldaps://[2001:db8::1]:636/", quote(hostport))
+	}
+	if host == "" || strings.ContainsAny(host, " /?#@[]%") {
 		return fmt.Errorf("host %s: not a host name — e.g. ldaps://ldap.example.org/", quote(host))
 	}
 	q.Host = host
