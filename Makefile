@@ -1,7 +1,7 @@
 # provision: `make help` lists the targets.
 #
-# `make test` is what CI runs (through .ci/run): it installs Dendrite when missing and
-# requires it and the age command, so that no end-to-end test passes by skipping.
+# `make test` is what CI runs (through .ci/run): it installs Dendrite and slapd when
+# missing and requires them and the age command, so that no end-to-end test passes by skipping.
 
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
@@ -9,7 +9,7 @@ GO ?= go
 FUZZTIME ?= 20s
 
 .DEFAULT_GOAL := help
-.PHONY: help build test fmt-check vet dendrite demo bench fuzz clean
+.PHONY: help build test fmt-check vet dendrite slapd demo bench fuzz clean
 
 help: ## list the targets
 	@echo 'usage: make TARGET'
@@ -31,11 +31,15 @@ vet: ## go vet ./...
 dendrite: ## build Dendrite v0.13.8 into the cache (no-op if there)
 	bash scripts/dendrite install
 
-# Required, not optional: a test that cannot find Dendrite or age fails instead of
-# skipping.
+slapd: ## apt-get install slapd and ldap-utils for the directory tests (no-op if there; root)
+	bash scripts/slapd install
+
+# Required, not optional: a test that cannot find Dendrite, slapd or age fails instead
+# of skipping.
 test: export PROVISION_REQUIRE_DENDRITE := 1
+test: export PROVISION_REQUIRE_SLAPD := 1
 test: export PROVISION_REQUIRE_AGE := 1
-test: fmt-check vet dendrite ## gofmt -s check, go vet, then go test -race against a real Dendrite
+test: fmt-check vet dendrite slapd ## gofmt -s check, go vet, then go test -race against a real Dendrite and slapd
 	$(GO) test -race -count=1 ./...
 
 demo: ## run the CLI against a throwaway Dendrite (scripts/demo)

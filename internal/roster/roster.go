@@ -224,6 +224,7 @@ type run struct {
 	errs        Errors
 	stats       Stats
 	seen        *seenSet
+	locate      func(line int) string // records: names an earlier record; nil for files (see at)
 }
 
 // errStop ends a pass early: at the first problem in Each, on a problem that

@@ -134,9 +134,9 @@ func (r *run) localpart(e *entry, u *User) {
 		r.bad(v, fmt.Sprintf("two people get the localpart %s: line %d and line %d (from %s)", quoteShort(lower), first, e.line, quoteShort(e.derivedFrom)),
 			r.opts.Columns.overrideHint())
 	} else if dup {
-		msg := fmt.Sprintf("duplicate localpart %s: already on line %d", quoteShort(lower), first)
+		msg := fmt.Sprintf("duplicate localpart %s: already %s", quoteShort(lower), r.at(first))
 		if u.Original != "" {
-			msg = fmt.Sprintf("duplicate localpart %s (written %s): already on line %d", quoteShort(lower), quoteShort(written), first)
+			msg = fmt.Sprintf("duplicate localpart %s (written %s): already %s", quoteShort(lower), quoteShort(written), r.at(first))
 		}
 		r.bad(v, msg, "each user needs a different localpart, and capitals do not count (Alice and alice are the same account): remove or rename one")
 	}
