@@ -1,6 +1,8 @@
 package mas
 
 import (
+	sanitizepkg "github.com/provision-matrix/provision/internal/sanitize"
+
 	"context"
 	"encoding/json"
 	"errors"
@@ -9,8 +11,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode"
-	"unicode/utf8"
 
 	"github.com/provision-matrix/provision/internal/matrix"
 )
@@ -210,31 +210,8 @@ func parseRetryAfter(v string, now time.Time) time.Duration {
 	return 0
 }
 
-// sanitize keeps at most max runes of s and replaces control characters and
-// invalid UTF-8, so that a server's text cannot drive the terminal. Package
-// matrix has the same function but does not export it.
-func sanitize(s string, max int) string {
-	var b strings.Builder
-	n := 0
-	for i, r := range s {
-		if n == max {
-			b.WriteString("…")
-			break
-		}
-		switch {
-		case r == utf8.RuneError && !strings.HasPrefix(s[i:], "\uFFFD"):
-			b.WriteRune('?')
-		case r == '\n' || r == '\r' || r == '\t':
-			b.WriteRune(' ')
-		case !unicode.IsPrint(r):
-			b.WriteRune('?')
-		default:
-			b.WriteRune(r)
-		}
-		n++
-	}
-	return strings.TrimSpace(b.String())
-}
+// sanitize makes a server's text safe for a terminal or a file (internal/sanitize).
+func sanitize(s string, max int) string { return sanitizepkg.Line(s, max) }
 
 // Classify says what to do about err, in package matrix's terms, and how long
 // MAS (or a proxy in front of it) asked to wait. Errors that did not come
