@@ -103,7 +103,7 @@ func runAdmin(ctx context.Context, cfg *config.Config, stdin io.Reader, stdout i
 		return nil, usageError{fmt.Errorf("--password-length %d: %w", cfg.PasswordLength, err)}
 	}
 
-	runner := &batch.AdminRunner{
+	runner := &batch.Runner{
 		API:       admin,
 		Sessions:  client,
 		Passwords: gen,

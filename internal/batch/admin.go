@@ -4,12 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"slices"
 	"strings"
-	"sync"
-	"sync/atomic"
-	"time"
 
 	"golang.org/x/sync/errgroup"
 
@@ -49,92 +45,19 @@ var (
 // delivered (journal.StatusCreated).
 const journalPasswordSet = journal.StatusCreated
 
-// DefaultPageSize is how many accounts one page of the user list asks for.
-const DefaultPageSize = 250
-
-// AdminRunner keeps a homeserver in line with a roster through the Synapse admin API.
-// Plan only reads; Apply carries a plan out. A password is journaled before the
-// request that sets it leaves, and is never sent for an account that exists unless the
-// plan resets it.
-type AdminRunner struct {
-	API       AdminAPI
-	Sessions  Sessions  // nil: an interrupted run's unanswered password is never settled
-	Passwords Passwords // for new accounts and resets without a roster password
-	Journal   Journal   // nil when only planning
-	Handoff   Handoff   // nil when only planning
-	Sink      Sink
-	// OnRow, if set, sees every row as it is reported (for progress bars).
-	OnRow func(report.Row)
-	Log   *slog.Logger
-	// Opts tune the pool, the rate of state-changing requests and retries.
-	// Opts.ServerName is required: it makes the user IDs.
-	Opts Options
-	Sync reconcile.Options
-	// Self is the admin token's own user ID: never demoted, never deactivated.
-	Self string
-	// PageSize is the number of accounts per page of the user list; 0 = DefaultPageSize.
-	PageSize int
-	// Secrets are blanked out of every server message before it reaches a report row
-	// or a log line (the admin token, the shared secret): a server or proxy may quote
-	// the request, or its own configuration, in an error. Passwords are blanked out
-	// of the answers to the requests that carry them.
-	Secrets []string
-
-	// Seams for tests.
-	Now    func() time.Time
-	Sleep  func(context.Context, time.Duration) error
-	Jitter func(n int64) int64
-
-	// Engine, if set, is the request engine to share (the preflight's); otherwise
-	// one is made from Opts.
-	Engine *Engine
-
-	once   sync.Once
-	engine *Engine
-
-	aliasMu sync.Mutex
-	aliases map[string]string // alias → room ID ("" = did not resolve)
-
-	failedJoins atomic.Int64
-	joinMu      sync.Mutex
-	joinErrs    []string // the first few failed joins, for the summary
-}
-
 // maxJoinErrors bounds the failed joins FailedJoinErrors keeps.
 const maxJoinErrors = 20
 
-func (r *AdminRunner) init() {
-	r.once.Do(func() {
-		if r.Log == nil {
-			r.Log = slog.New(slog.DiscardHandler)
-		}
-		if r.Now == nil {
-			r.Now = time.Now
-		}
-		r.engine = r.Engine
-		if r.engine == nil {
-			r.engine = &Engine{log: r.Log, secrets: r.Secrets}
-			r.engine.setDefaults(r.Opts, r.Now, r.Sleep, r.Jitter)
-		}
-		r.Opts = r.engine.Options()
-		if r.PageSize <= 0 {
-			r.PageSize = DefaultPageSize
-		}
-		r.aliases = map[string]string{}
-	})
-}
-
-func (r *AdminRunner) userID(localpart string) string {
-	return "@" + localpart + ":" + r.Opts.ServerName
-}
+// DefaultPageSize is how many accounts one page of the user list asks for.
+const DefaultPageSize = 250
 
 // Plan reads the server and returns what must change, changing nothing: one GET per
 // roster user (and their rooms when they are compared), and with DeactivateMissing
 // the whole user list, paged, plus one GET per account the roster does not name (the
 // list does not carry external IDs). A request that fails after its retries fails the
 // plan: a guess about one account could turn into a wrong change.
-func (r *AdminRunner) Plan(ctx context.Context, src Source) (*reconcile.Plan, error) {
-	r.init()
+func (r *Runner) Plan(ctx context.Context, src Source) (*reconcile.Plan, error) {
+	r.defaults()
 	if r.Opts.ServerName == "" {
 		return nil, errors.New("admin mode needs the server name")
 	}
@@ -178,7 +101,7 @@ func (r *AdminRunner) Plan(ctx context.Context, src Source) (*reconcile.Plan, er
 	return plan, nil
 }
 
-func (r *AdminRunner) planError(ctx context.Context, err error) error {
+func (r *Runner) planError(ctx context.Context, err error) error {
 	if ctx.Err() != nil {
 		return fmt.Errorf("%w before the plan was complete: %w", ErrInterrupted, context.Cause(ctx))
 	}
@@ -186,7 +109,7 @@ func (r *AdminRunner) planError(ctx context.Context, err error) error {
 }
 
 // observe reads what the server holds for one roster user and decides its change.
-func (r *AdminRunner) observe(ctx context.Context, u roster.User) (reconcile.Change, error) {
+func (r *Runner) observe(ctx context.Context, u roster.User) (reconcile.Change, error) {
 	id := r.userID(u.Localpart)
 	var acct reconcile.Account
 	err := r.read(ctx, func(ctx context.Context) error {
@@ -231,7 +154,7 @@ func (r *AdminRunner) observe(ctx context.Context, u roster.User) (reconcile.Cha
 
 // resolve returns the room ID of an alias, or "" when it does not resolve; the join
 // then reports why. Each alias is asked once per run.
-func (r *AdminRunner) resolve(ctx context.Context, alias string) string {
+func (r *Runner) resolve(ctx context.Context, alias string) string {
 	r.aliasMu.Lock()
 	id, ok := r.aliases[alias]
 	r.aliasMu.Unlock()
@@ -255,7 +178,7 @@ func (r *AdminRunner) resolve(ctx context.Context, alias string) string {
 
 // missing pages through every account and decides, for each that the roster does not
 // name, whether provision deactivates it.
-func (r *AdminRunner) missing(ctx context.Context, inRoster map[string]bool) ([]reconcile.Change, error) {
+func (r *Runner) missing(ctx context.Context, inRoster map[string]bool) ([]reconcile.Change, error) {
 	suffix := ":" + r.Opts.ServerName
 	var candidates []string
 	from := ""
@@ -320,8 +243,8 @@ func (r *AdminRunner) missing(ctx context.Context, inRoster map[string]bool) ([]
 // sending anything. Rows come out in the plan's order; one account's failure is its
 // row, never an error. Cancelling ctx starts nothing new, lets requests in flight
 // finish, and reports the rest as skipped (the returned error wraps ErrInterrupted).
-func (r *AdminRunner) Apply(ctx context.Context, plan *reconcile.Plan) (*report.Summary, error) {
-	r.init()
+func (r *Runner) Apply(ctx context.Context, plan *reconcile.Plan) (*report.Summary, error) {
+	r.defaults()
 	if err := plan.CheckLimit(); err != nil {
 		return nil, err
 	}
@@ -373,7 +296,7 @@ func (r *AdminRunner) Apply(ctx context.Context, plan *reconcile.Plan) (*report.
 }
 
 // baseRow is a change's row before anything is done.
-func (r *AdminRunner) baseRow(c reconcile.Change) report.Row {
+func (r *Runner) baseRow(c reconcile.Change) report.Row {
 	row := report.Row{Localpart: c.User.Localpart, UserID: c.UserID}
 	if row.Localpart == "" {
 		row.Localpart = strings.TrimPrefix(strings.TrimSuffix(c.UserID, ":"+r.Opts.ServerName), "@")
@@ -408,11 +331,11 @@ func owes(e journal.Entry) debt {
 // apply carries out one change. stopCtx ends waiting; reqCtx bounds requests (it ends
 // only when the run itself fails). An error is returned only when the run cannot go
 // on (journal, handoff).
-func (r *AdminRunner) apply(stopCtx, reqCtx context.Context, c reconcile.Change) (report.Row, error) {
+func (r *Runner) apply(stopCtx, reqCtx context.Context, c reconcile.Change) (report.Row, error) {
 	row := r.baseRow(c)
 	switch c.Action {
 	case reconcile.Create:
-		return r.create(stopCtx, reqCtx, c, row)
+		return r.createChange(stopCtx, reqCtx, c, row)
 	case reconcile.Deactivate:
 		st := &Call{Write: true}
 		err := r.write(stopCtx, reqCtx, st, func(ctx context.Context) error { return r.API.Deactivate(ctx, c.UserID, c.Erase) })
@@ -465,7 +388,7 @@ func (r *AdminRunner) apply(stopCtx, reqCtx context.Context, c reconcile.Change)
 
 // settle hands off a password an interrupted run set on this account and did not
 // hand off, after making sure it is live. It reports whether it did.
-func (r *AdminRunner) settle(stopCtx, reqCtx context.Context, c reconcile.Change, row *report.Row) (bool, error) {
+func (r *Runner) settle(stopCtx, reqCtx context.Context, c reconcile.Change, row *report.Row) (bool, error) {
 	if c.User.Localpart == "" {
 		return false, nil
 	}
@@ -503,87 +426,38 @@ func (r *AdminRunner) settle(stopCtx, reqCtx context.Context, c reconcile.Change
 
 // passwordLive logs in with password: known is false when the question could not be
 // settled (the server did not answer, or does not allow password logins).
-func (r *AdminRunner) passwordLive(stopCtx, reqCtx context.Context, localpart, password string) (live, known bool) {
+func (r *Runner) passwordLive(stopCtx, reqCtx context.Context, localpart, password string) (live, known bool) {
 	_, live, known, _ = passwordLive(stopCtx, reqCtx, r.engine, r.Sessions, localpart, password, r.Log)
 	return live, known
 }
 
-// create makes a new account: a fresh check that it is still absent, the password
-// journaled, then the PUT, the handoff and the joins.
-func (r *AdminRunner) create(stopCtx, reqCtx context.Context, c reconcile.Change, row report.Row) (report.Row, error) {
-	// The plan may be minutes old; a PUT on an account that appeared since (a single
-	// sign-on login creates one) would reset its password. Narrow the window to the
-	// moment before the PUT.
-	var appeared bool
-	if err := r.engine.Do(stopCtx, reqCtx, &Call{}, func(ctx context.Context) error {
-		_, err := r.API.GetUser(ctx, c.UserID)
-		if errors.Is(err, matrix.ErrNotFound) {
-			return nil
-		}
-		appeared = err == nil
-		return err
-	}); err != nil {
-		if errors.Is(err, ErrInterrupted) {
-			row.Status, row.Error = report.Skipped, join(row.Error, "interrupted before it started: run the same command again to finish")
-			return row, nil
-		}
-		return r.failedRow(row, err, &Call{}), nil
-	}
-	if appeared {
-		row.Status, row.Error = report.Exists, join(row.Error, "created by someone else after the plan was made; nothing was sent")
-		return row, nil
-	}
-
-	pw := c.User.Password
-	if pw == "" {
-		var err error
-		if pw, err = r.Passwords.Generate(); err != nil {
-			return row, fmt.Errorf("generating a password: %w", err)
-		}
-	}
-	if err := r.Journal.Intent(c.User.Localpart, c.UserID, pw); err != nil {
-		return row, fmt.Errorf("journal: %w", err)
-	}
-	put := c.Put
-	put.Password = &pw
-	st := &Call{Write: true, Password: pw}
-	var created bool
-	err := r.write(stopCtx, reqCtx, st, func(ctx context.Context) error {
-		var err error
-		created, err = r.API.PutUser(ctx, c.UserID, put)
-		return err
-	})
-	row.Attempts = st.Attempts
+// createChange makes a new account through the per-user core (createAccount), then
+// joins it to its rooms.
+func (r *Runner) createChange(stopCtx, reqCtx context.Context, c reconcile.Change, row report.Row) (report.Row, error) {
+	st := userState{}
+	out, err := r.createAccount(stopCtx, reqCtx, c.User, &st)
 	if err != nil {
-		if !st.MaybeLanded {
-			if jerr := r.Journal.Outcome(c.User.Localpart, c.UserID, string(report.Failed)); jerr != nil {
-				return row, fmt.Errorf("journal: %w", jerr)
-			}
-		}
-		return r.failedRow(row, err, st), nil
+		return row, err
 	}
-	if err := r.Journal.Outcome(c.User.Localpart, c.UserID, journalPasswordSet); err != nil {
-		return row, fmt.Errorf("journal: %w", err)
+	row.Attempts = st.attempts
+	row.Status, row.Errcode = out.status, out.errcode
+	if out.userID != "" {
+		row.UserID = out.userID
 	}
-	// 200 instead of 201: an earlier attempt of ours created it (its answer was
-	// lost), or, if none could have, someone created it in the instant after the
-	// check. Either way the password now set is the one just sent: hand it off.
-	again := !created && !st.MaybeLanded
-	if err := r.Handoff.Deliver(c.User, c.UserID, pw, again); err != nil {
-		return row, fmt.Errorf("handing off %s: %w", c.UserID, err)
+	msg := out.message
+	if out.status == report.Exists {
+		msg = "created by someone else after the plan was made; nothing was sent"
 	}
-	row.Status = report.Created
-	if again {
-		row.Status = report.Updated
-		row.Error = join(row.Error, "the account appeared just before it was created; this run set its password, which is in the handoff")
+	row.Error = join(row.Error, scrub(msg, st.password))
+	if out.status == report.Created || out.status == report.Updated {
+		r.joinRooms(stopCtx, reqCtx, c, &row)
 	}
-	r.joinRooms(stopCtx, reqCtx, c, &row)
 	return row, nil
 }
 
 // update changes an existing account: the fields that differ, the password when a
 // reset is asked for (journaled first), then the joins.
-func (r *AdminRunner) update(stopCtx, reqCtx context.Context, c reconcile.Change, settled bool, row *report.Row) error {
+func (r *Runner) update(stopCtx, reqCtx context.Context, c reconcile.Change, settled bool, row *report.Row) error {
 	put := c.Put
 	var pw string
 	if c.ResetPassword && !settled {
@@ -637,7 +511,7 @@ func (r *AdminRunner) update(stopCtx, reqCtx context.Context, c reconcile.Change
 
 // joinRooms joins the account to the change's rooms. A failed join stays on the row
 // (errcode and error) and undoes nothing.
-func (r *AdminRunner) joinRooms(stopCtx, reqCtx context.Context, c reconcile.Change, row *report.Row) {
+func (r *Runner) joinRooms(stopCtx, reqCtx context.Context, c reconcile.Change, row *report.Row) {
 	var failed []string
 	for _, room := range c.Joins {
 		st := &Call{Write: true}
@@ -671,16 +545,16 @@ func (r *AdminRunner) joinRooms(stopCtx, reqCtx context.Context, c reconcile.Cha
 
 // FailedJoins is the number of room joins that failed in Apply. Their accounts are
 // fine (created or updated): the joins are on their rows.
-func (r *AdminRunner) FailedJoins() int { return int(r.failedJoins.Load()) }
+func (r *Runner) FailedJoins() int { return int(r.failedJoins.Load()) }
 
 // FailedJoinErrors describes the first failed joins, "@u:hs: join #room: why".
-func (r *AdminRunner) FailedJoinErrors() []string {
+func (r *Runner) FailedJoinErrors() []string {
 	r.joinMu.Lock()
 	defer r.joinMu.Unlock()
 	return slices.Clone(r.joinErrs)
 }
 
-func (r *AdminRunner) failedRow(row report.Row, err error, st *Call) report.Row {
+func (r *Runner) failedRow(row report.Row, err error, st *Call) report.Row {
 	if errors.Is(err, ErrInterrupted) {
 		row.Status = report.Skipped
 		msg := "interrupted before it finished: run the same command again to finish"
@@ -696,12 +570,12 @@ func (r *AdminRunner) failedRow(row report.Row, err error, st *Call) report.Row 
 }
 
 // read sends a read-only request through the engine.
-func (r *AdminRunner) read(ctx context.Context, fn func(context.Context) error) error {
+func (r *Runner) read(ctx context.Context, fn func(context.Context) error) error {
 	return r.engine.Do(ctx, ctx, &Call{}, fn)
 }
 
 // write sends a state-changing request through the engine, under the rate limit.
-func (r *AdminRunner) write(stopCtx, reqCtx context.Context, st *Call, fn func(context.Context) error) error {
+func (r *Runner) write(stopCtx, reqCtx context.Context, st *Call, fn func(context.Context) error) error {
 	st.Write = true
 	return r.engine.Do(stopCtx, reqCtx, st, fn)
 }

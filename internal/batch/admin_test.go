@@ -114,8 +114,8 @@ func newAdminFixture(t *testing.T, o matrixtest.Options) *adminFixture {
 	return &adminFixture{srv: srv, jr: newMemJournal(), out: newHandoffs(), api: cl.Admin([]byte(adminToken)), cl: cl}
 }
 
-func (f *adminFixture) runner(sync reconcile.Options) *AdminRunner {
-	return &AdminRunner{
+func (f *adminFixture) runner(sync reconcile.Options) *Runner {
+	return &Runner{
 		API: f.api, Sessions: f.cl, Passwords: &counter{}, Journal: f.jr, Handoff: f.out, Sink: f.out,
 		Opts: Options{Concurrency: 4, ServerName: f.srv.ServerName(), BackoffBase: time.Millisecond, BackoffMax: 5 * time.Millisecond},
 		Sync: sync, Self: f.srv.UserID("admin"), PageSize: 3,
@@ -124,7 +124,7 @@ func (f *adminFixture) runner(sync reconcile.Options) *AdminRunner {
 }
 
 // run plans and applies, failing the test on a run error.
-func (f *adminFixture) run(t *testing.T, r *AdminRunner, us []roster.User) (*reconcile.Plan, *report.Summary) {
+func (f *adminFixture) run(t *testing.T, r *Runner, us []roster.User) (*reconcile.Plan, *report.Summary) {
 	t.Helper()
 	plan, err := r.Plan(t.Context(), source(us))
 	if err != nil {

@@ -15,12 +15,14 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sync/errgroup"
 
 	"github.com/provision-matrix/provision/internal/journal"
 	"github.com/provision-matrix/provision/internal/matrix"
+	"github.com/provision-matrix/provision/internal/reconcile"
 	"github.com/provision-matrix/provision/internal/report"
 	"github.com/provision-matrix/provision/internal/roster"
 	"github.com/provision-matrix/provision/internal/sanitize"
@@ -109,46 +111,97 @@ type Options struct {
 	BackoffMax  time.Duration // default 30 s
 }
 
-// Runner runs one job.
+// Runner runs one job: Run creates the roster's missing accounts as it streams it;
+// Plan and Apply keep a server in line with the roster (the sync features of an
+// account system with an admin API). Both go through the same per-user core
+// (createAccount), the same request engine and the same journal and handoff.
 type Runner struct {
-	Server    Server
-	Secret    []byte
+	// Accounts is the account system. nil: SharedSecret{Server, Secret} when Server
+	// is set, else SynapseAdmin{API}.
+	Accounts Accounts
+	// Server is the homeserver's client API (shared-secret registration, login).
+	Server Server
+	Secret []byte
+	// API is an admin API, for Plan and Apply.
+	API AdminAPI
+	// Sessions logs in and out, to settle whether a password an interrupted run sent
+	// took effect; nil: Server's, if any.
+	Sessions  Sessions
 	Passwords Passwords
-	Journal   Journal // nil in a dry run
-	Handoff   Handoff // nil in a dry run
+	Journal   Journal // nil in a dry run or a plan
+	Handoff   Handoff // nil in a dry run or a plan
 	Sink      Sink
 	// OnRow, if set, sees every row as it is reported (for progress bars).
 	OnRow func(report.Row)
 	Log   *slog.Logger
 	Opts  Options
 	// Engine, if set, is the request engine to share (the preflight's); otherwise
-	// Run makes one from Opts.
+	// one is made from Opts.
 	Engine *Engine
+	// Secrets are blanked out of every server message before it reaches a report row
+	// or a log line (the admin token, the shared secret): a server or proxy may quote
+	// the request, or its own configuration, in an error. Passwords are blanked out
+	// of the answers to the requests that carry them.
+	Secrets []string
+
+	// Sync, Self and PageSize are for Plan and Apply: the operator's choices, the
+	// admin token's own user ID (never demoted, never deactivated), and the accounts
+	// per page of the user list (0 = DefaultPageSize).
+	Sync     reconcile.Options
+	Self     string
+	PageSize int
 
 	// Seams for tests.
 	Now    func() time.Time
 	Sleep  func(context.Context, time.Duration) error
 	Jitter func(n int64) int64 // uniform in [0, n)
 
+	once       sync.Once
 	serverName sync.Mutex
 	sn         string
 	engine     *Engine
+
+	aliasMu sync.Mutex
+	aliases map[string]string // alias → room ID ("" = did not resolve)
+
+	failedJoins atomic.Int64
+	joinMu      sync.Mutex
+	joinErrs    []string // the first few failed joins, for the summary
 }
 
 func (r *Runner) defaults() {
-	if r.Log == nil {
-		r.Log = slog.New(slog.DiscardHandler)
-	}
-	if r.Now == nil {
-		r.Now = time.Now
-	}
-	r.engine = r.Engine
-	if r.engine == nil {
-		r.engine = &Engine{log: r.Log, secrets: []string{string(r.Secret)}}
-		r.engine.setDefaults(r.Opts, r.Now, r.Sleep, r.Jitter)
-	}
-	r.Opts = r.engine.Options()
-	r.sn = r.Opts.ServerName
+	r.once.Do(func() {
+		if r.Log == nil {
+			r.Log = slog.New(slog.DiscardHandler)
+		}
+		if r.Now == nil {
+			r.Now = time.Now
+		}
+		if r.Accounts == nil {
+			if r.Server != nil {
+				r.Accounts = SharedSecret{Server: r.Server, Secret: r.Secret}
+			} else if r.API != nil {
+				r.Accounts = SynapseAdmin{API: r.API}
+			}
+		}
+		if r.Sessions == nil && r.Server != nil {
+			r.Sessions = r.Server
+		}
+		if len(r.Secret) > 0 {
+			r.Secrets = append(r.Secrets, string(r.Secret))
+		}
+		r.engine = r.Engine
+		if r.engine == nil {
+			r.engine = &Engine{log: r.Log, secrets: r.Secrets}
+			r.engine.setDefaults(r.Opts, r.Now, r.Sleep, r.Jitter)
+		}
+		r.Opts = r.engine.Options()
+		r.sn = r.Opts.ServerName
+		if r.PageSize <= 0 {
+			r.PageSize = DefaultPageSize
+		}
+		r.aliases = map[string]string{}
+	})
 }
 
 // ServerName is the server name in user IDs, once known.
@@ -290,56 +343,28 @@ func (r *Runner) provision(stopCtx, reqCtx context.Context, u roster.User) (repo
 					st.password = e.Password
 					st.maybeLanded = true
 					st.journaled = true
+					st.again = true
 				}
 			}
 		}
 	}
 
-	if st.password == "" {
-		st.password = u.Password
-		if st.password == "" {
-			pw, err := r.Passwords.Generate()
-			if err != nil {
-				return row, fmt.Errorf("generating a password: %w", err)
-			}
-			st.password = pw
-		}
+	out, err := r.createAccount(stopCtx, reqCtx, u, &st)
+	if err != nil {
+		return row, err
 	}
-	if !st.journaled {
-		if err := r.Journal.Intent(u.Localpart, r.userID(u.Localpart), st.password); err != nil {
-			return row, fmt.Errorf("journal: %w", err)
-		}
-	}
-
-	out := r.register(stopCtx, reqCtx, u, &st)
 	row.Attempts = st.attempts
 	row.UserID = out.userID
 	row.Status = out.status
 	row.Errcode = out.errcode
 	row.Error = join(note, scrub(out.message, st.password))
-
-	switch out.status {
-	case report.Created:
-		r.learnServerName(out.userID)
-		// An earlier run may have handed this journaled password off already (its
-		// outcome is not waited for, see outcome), so its welcome file may be replaced.
-		if err := r.outcome(u.Localpart, out.userID, string(report.Created)); err != nil {
-			return row, fmt.Errorf("journal: %w", err)
-		}
-		if err := r.Handoff.Deliver(u, out.userID, st.password, st.journaled); err != nil {
-			return row, fmt.Errorf("handing off %s: %w", out.userID, err)
-		}
-	case report.Exists, report.Failed:
-		if err := r.outcome(u.Localpart, out.userID, string(out.status)); err != nil {
-			return row, fmt.Errorf("journal: %w", err)
-		}
-	}
 	return row, nil
 }
 
 type userState struct {
 	password    string
-	journaled   bool
+	journaled   bool // the password is in the journal (an intent)
+	again       bool // ... from an earlier run, which may have handed it off already
 	maybeLanded bool // an earlier attempt (or run) may have created the account
 	attempts    int
 }
@@ -349,46 +374,6 @@ type outcome struct {
 	userID           string
 	errcode, message string
 	unknown          bool // failed, and whether the account was created is unknown
-}
-
-// register sends the registration until it has a definite answer.
-func (r *Runner) register(stopCtx, reqCtx context.Context, u roster.User, st *userState) outcome {
-	if st.maybeLanded {
-		// Ask before acting: if the account exists and takes the journaled password,
-		// an earlier attempt created it.
-		if o, ok := r.checkLanded(stopCtx, reqCtx, u, st); ok {
-			return o
-		}
-	}
-	call := &Call{Write: true, Password: st.password}
-	var reg matrix.Registered
-	err := r.engine.Do(stopCtx, reqCtx, call, func(ctx context.Context) error {
-		var err error
-		reg, err = r.Server.RegisterSharedSecret(ctx, r.Secret, matrix.Registration{
-			Localpart:   u.Localpart,
-			Password:    st.password,
-			DisplayName: u.DisplayName,
-			UserType:    u.UserType,
-			Admin:       u.Admin,
-		})
-		return err
-	})
-	st.attempts += call.Attempts
-	st.maybeLanded = st.maybeLanded || call.MaybeLanded
-	switch {
-	case err == nil:
-		return r.created(u, reg.UserID)
-	case errors.Is(err, ErrInterrupted):
-		return interruptedOutcome(st)
-	case matrix.IsUserInUse(err):
-		if st.maybeLanded {
-			if o, ok := r.checkLanded(stopCtx, reqCtx, u, st); ok {
-				return o
-			}
-		}
-		return outcome{status: report.Exists, userID: r.userID(u.Localpart)}
-	}
-	return failedOutcome(err, "")
 }
 
 // created checks the user ID the server says it created: it must be the one asked
@@ -407,7 +392,7 @@ func (r *Runner) created(u roster.User, userID string) outcome {
 // question could not be settled; the caller then registers, which is safe because
 // shared-secret registration never changes an existing account.
 func (r *Runner) checkLanded(stopCtx, reqCtx context.Context, u roster.User, st *userState) (outcome, bool) {
-	userID, live, known, err := passwordLive(stopCtx, reqCtx, r.engine, r.Server, u.Localpart, st.password, r.Log)
+	userID, live, known, err := passwordLive(stopCtx, reqCtx, r.engine, r.Sessions, u.Localpart, st.password, r.Log)
 	if errors.Is(err, ErrInterrupted) {
 		return interruptedOutcome(st), true
 	}

@@ -141,7 +141,7 @@ func Diff(u roster.User, userID, self string, acct Account, o Options) Change {
 	c := Change{UserID: userID, User: u}
 	if !acct.Exists {
 		c.Action = Create
-		c.Put = createBody(u, userID)
+		c.Put = CreateBody(u, userID)
 		c.Joins = slices.Clone(u.Rooms)
 		return c
 	}
@@ -175,8 +175,8 @@ func Diff(u roster.User, userID, self string, acct Account, o Options) Change {
 	return c
 }
 
-// createBody is everything the roster says about a new account, with the marker.
-func createBody(u roster.User, userID string) matrix.PutUser {
+// CreateBody is everything the roster says about a new account, with the marker.
+func CreateBody(u roster.User, userID string) matrix.PutUser {
 	p := matrix.PutUser{
 		ExternalIDs: &[]matrix.ExternalID{Marker(userID)},
 		Admin:       ptr(u.Admin),

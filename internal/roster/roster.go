@@ -46,6 +46,8 @@ type User struct {
 	Password    string   // supplied by the admin; "" = generate one
 	Rooms       []string // room IDs (!x:hs) or aliases (#x:hs)
 	Recipient   string   // the user's own age/SSH public key as written; "" = none
+	SSOProvider string   // the identity provider a single sign-on user logs in with; "" = none
+	SSOSubject  string   // the user's subject (ID) at that provider; "" = a password account
 }
 
 // Options say how to read and validate a roster.
