@@ -129,7 +129,8 @@ func runE(cmd *cobra.Command, args []string, io streams) error {
 	if err != nil {
 		return err
 	}
-	return runProvision(cmd.Context(), cfg, io.stdin, io.stdout, io.stderr)
+	err = runProvision(cmd.Context(), cfg, io.stdin, io.stdout, io.stderr)
+	return logFinalError(cfg, io.stderr, err)
 }
 
 // run is main without the process: tests call it directly.
