@@ -14,6 +14,7 @@ import (
 
 	"filippo.io/age"
 
+	"github.com/provision-matrix/provision/internal/agetest"
 	"github.com/provision-matrix/provision/internal/dendritetest"
 	"github.com/provision-matrix/provision/internal/matrix"
 )
@@ -43,12 +44,13 @@ func newIdentity(t *testing.T, dir string) (*age.X25519Identity, string) {
 	return id, keyFile
 }
 
-// decryptCredentials opens the credentials file as an operator would: with Debian's
-// age when it is installed (CI requires it), else with the age library.
+// decryptCredentials opens the credentials file as an operator would: with the age
+// command (the one on PATH, else `go tool age`; CI requires one), else with the age
+// library.
 func decryptCredentials(t *testing.T, path, keyFile string, id age.Identity) [][]string {
 	t.Helper()
 	var plain []byte
-	if agePath, err := exec.LookPath("age"); err == nil {
+	if agePath, err := agetest.Lookup("age"); err == nil {
 		out, err := exec.Command(agePath, "-d", "-i", keyFile, path).Output()
 		if err != nil {
 			t.Fatalf("age -d -i %s %s: %v", keyFile, path, err)
@@ -56,7 +58,7 @@ func decryptCredentials(t *testing.T, path, keyFile string, id age.Identity) [][
 		plain = out
 	} else {
 		if os.Getenv("PROVISION_REQUIRE_AGE") == "1" {
-			t.Fatal("the age command is not installed (apt-get install age)")
+			t.Fatalf("PROVISION_REQUIRE_AGE=1: %v", err)
 		}
 		f, err := os.Open(path)
 		if err != nil {

@@ -59,7 +59,7 @@ func newPlanCmd(io streams) *cobra.Command {
 				"  hint: with only the shared secret, provision --dry-run ROSTER checks the roster and which accounts exist")}
 		}
 		cfg.DryRun = true
-		return runProvision(cmd.Context(), cfg, io.stdin, io.stdout, io.stderr)
+		return logFinalError(cfg, io.stderr, runProvision(cmd.Context(), cfg, io.stdin, io.stdout, io.stderr))
 	}
 	return c
 }

@@ -13,9 +13,6 @@ import (
 	"github.com/provision-matrix/provision/internal/config"
 )
 
-// version is set at build time with -ldflags "-X main.version=...".
-var version = "dev"
-
 const rootLong = `provision creates Matrix accounts in bulk on a Synapse or Dendrite homeserver.
 
 It reads a roster (CSV or YAML), checks every row before it sends anything, generates
@@ -79,7 +76,7 @@ func newRootCmd(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
 		Args:          cobra.ArbitraryArgs,
 		SilenceUsage:  true,
 		SilenceErrors: true,
-		Version:       version,
+		Version:       shortVersion(),
 	}
 	root.SetIn(stdin)
 	root.SetOut(stdout)
@@ -97,7 +94,7 @@ func newRootCmd(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
 }
 
 func init() {
-	subcommands = append(subcommands, newRunCmd, newVersionCmd)
+	subcommands = append(subcommands, newRunCmd)
 }
 
 func newRunCmd(io streams) *cobra.Command {
@@ -111,18 +108,6 @@ func newRunCmd(io streams) *cobra.Command {
 	config.RegisterFlags(c.Flags())
 	c.RunE = func(cmd *cobra.Command, args []string) error { return runE(cmd, args, io) }
 	return c
-}
-
-func newVersionCmd(io streams) *cobra.Command {
-	return &cobra.Command{
-		Use:     "version",
-		Short:   "Print provision's version",
-		Example: "  provision version",
-		Args:    cobra.NoArgs,
-		Run: func(cmd *cobra.Command, args []string) {
-			fmt.Fprintf(io.stdout, "provision %s\n", version)
-		},
-	}
 }
 
 // loadConfig turns a command's flags and arguments into a Config; its errors are
@@ -144,7 +129,8 @@ func runE(cmd *cobra.Command, args []string, io streams) error {
 	if err != nil {
 		return err
 	}
-	return runProvision(cmd.Context(), cfg, io.stdin, io.stdout, io.stderr)
+	err = runProvision(cmd.Context(), cfg, io.stdin, io.stdout, io.stderr)
+	return logFinalError(cfg, io.stderr, err)
 }
 
 // run is main without the process: tests call it directly.

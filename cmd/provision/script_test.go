@@ -10,6 +10,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -19,6 +20,7 @@ import (
 	"filippo.io/age"
 	"github.com/rogpeppe/go-internal/testscript"
 
+	"github.com/provision-matrix/provision/internal/agetest"
 	"github.com/provision-matrix/provision/internal/matrix"
 	"github.com/provision-matrix/provision/internal/matrixtest"
 )
@@ -136,6 +138,24 @@ func scriptSetup(env *testscript.Env) error {
 	env.Setenv("SECRET_FILE", secretFile)
 	env.Setenv("SHARED_SECRET", hs.secret) // for the scripts that pass it in the environment
 	env.Setenv("RECIPIENT", id.Recipient().String())
+	return ageOnPath(env)
+}
+
+// ageOnPath lets the scripts' `exec age` run where age is not installed, with the
+// module's own tool (go tool age), so that their [exec:age] lines are skipped only
+// when there is no age at all, and then fail under PROVISION_REQUIRE_AGE=1.
+func ageOnPath(env *testscript.Env) error {
+	if _, err := exec.LookPath("age"); err == nil {
+		return nil
+	}
+	p, err := agetest.Lookup("age")
+	if err != nil {
+		if os.Getenv("PROVISION_REQUIRE_AGE") == "1" {
+			return fmt.Errorf("PROVISION_REQUIRE_AGE=1: %w", err)
+		}
+		return nil
+	}
+	env.Setenv("PATH", filepath.Dir(p)+string(filepath.ListSeparator)+env.Getenv("PATH"))
 	return nil
 }
 

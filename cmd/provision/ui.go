@@ -1,6 +1,8 @@
 package main
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -26,12 +28,19 @@ import (
 // ui is everything the operator sees on stderr: log lines, the progress bar on a
 // terminal, and the summary. Every byte goes through the redacting writer, so a secret
 // that slipped into a message still never reaches the screen or a log file.
+//
+// With --log-format json every line is one JSON object, for journald, Loki or a log
+// shipper: the notices and the summary are log records too (the summary is the
+// "summary" record), and there is no progress bar, only "progress" records.
 type ui struct {
 	out   *redact.Writer // stderr, with secrets blanked out
 	raw   io.Writer      // stderr as it is, for the progress bar's escape codes
 	log   *slog.Logger
 	quiet bool
 	tty   bool
+	json  bool
+
+	credentials string // the credentials file, once written: for the JSON summary
 
 	mu       sync.Mutex
 	progress *mpb.Progress
@@ -47,8 +56,8 @@ type ui struct {
 const maxListedFailures = 50
 
 func newUI(cfg *config.Config, stderr io.Writer, secrets *redact.Set) *ui {
-	u := &ui{quiet: cfg.Quiet}
-	if f, ok := stderr.(*os.File); ok && term.IsTerminal(int(f.Fd())) && os.Getenv("TERM") != "dumb" {
+	u := &ui{quiet: cfg.Quiet, json: cfg.LogFormat == "json"}
+	if f, ok := stderr.(*os.File); ok && !u.json && term.IsTerminal(int(f.Fd())) && os.Getenv("TERM") != "dumb" {
 		u.tty = true
 	}
 	u.out = redact.NewWriter(stderr, secrets)
@@ -69,7 +78,7 @@ func newUI(cfg *config.Config, stderr io.Writer, secrets *redact.Set) *ui {
 	w := writerFunc(func(b []byte) (int, error) { return u.write(b) })
 	var h slog.Handler
 	opts := &slog.HandlerOptions{Level: level}
-	if cfg.LogFormat == "json" {
+	if u.json {
 		h = slog.NewJSONHandler(w, opts)
 	} else {
 		h = slog.NewTextHandler(w, opts)
@@ -95,10 +104,21 @@ func (u *ui) write(b []byte) (int, error) {
 	return u.out.Write(b)
 }
 
+// info says msg on a line of its own; in JSON, as the message of a record, at the
+// level a "WARNING: " prefix asks for.
 func (u *ui) info(msg string) {
-	if !u.quiet {
-		fmt.Fprintln(u.out, msg)
+	if u.quiet {
+		return
 	}
+	if u.json {
+		if rest, ok := strings.CutPrefix(msg, "WARNING: "); ok {
+			u.log.Warn(strings.TrimSpace(rest))
+		} else {
+			u.log.Info(strings.TrimSpace(msg))
+		}
+		return
+	}
+	fmt.Fprintln(u.out, msg)
 }
 
 // progressEvery is how often a run that is not on a terminal logs how far it got.
@@ -199,7 +219,20 @@ func (u *ui) stop() {
 }
 
 func (u *ui) credentialsWritten(n int, cfg *config.Config) {
+	u.credentials = cfg.Credentials
 	if u.quiet {
+		return
+	}
+	if u.json {
+		if cfg.Plaintext {
+			u.log.Warn("the passwords are in the credentials file UNENCRYPTED (mode 0600): move them to a safe place and delete the file",
+				"users", n, "credentials", cfg.Credentials, "encrypted", false)
+			return
+		}
+		u.log.Info("passwords written to the credentials file, encrypted with age",
+			"users", n, "credentials", cfg.Credentials, "encrypted", true,
+			"open_with", "age -d -i YOUR-KEY-FILE "+cfg.Credentials,
+			"note", "the server cannot force a password change: ask each person to change theirs at first login")
 		return
 	}
 	if cfg.Plaintext {
@@ -215,6 +248,10 @@ func (u *ui) credentialsWritten(n int, cfg *config.Config) {
 // prints only the failures, and nothing after a clean run.
 func (u *ui) summary(s *report.Summary, cfg *config.Config) {
 	if s == nil || (u.quiet && u.nfailed == 0) {
+		return
+	}
+	if u.json {
+		u.summaryJSON(s, cfg)
 		return
 	}
 	var b strings.Builder
@@ -258,6 +295,72 @@ func (u *ui) summary(s *report.Summary, cfg *config.Config) {
 		}
 	}
 	fmt.Fprint(u.out, b.String())
+}
+
+// failedUser is a failed user in the JSON summary.
+type failedUser struct {
+	User    string `json:"user"`
+	UserID  string `json:"user_id,omitempty"`
+	Errcode string `json:"errcode"`
+	Error   string `json:"error"`
+	Hint    string `json:"hint,omitempty"`
+}
+
+// summaryJSON is the summary as one "summary" record: at level ERROR when some users
+// failed (the run exits 1), else INFO. JSON escapes what printable would, so the
+// server's text goes in whole.
+func (u *ui) summaryJSON(s *report.Summary, cfg *config.Config) {
+	counts := []any{}
+	for _, st := range statusOrder(s) {
+		counts = append(counts, slog.Int(string(st), s.Counts[st]))
+	}
+	attrs := []any{
+		"users", s.Total,
+		slog.Group("counts", counts...),
+		"dry_run", cfg.DryRun,
+		"seconds", s.Duration().Seconds(),
+	}
+	level := slog.LevelInfo
+	if u.nfailed > 0 {
+		level = slog.LevelError
+		failed := make([]failedUser, 0, len(u.failures))
+		for _, r := range u.failures {
+			failed = append(failed, failedUser{User: r.Localpart, UserID: r.UserID, Errcode: r.Errcode, Error: r.Error, Hint: hint(r)})
+		}
+		attrs = append(attrs, "failed", failed)
+		if more := u.nfailed - len(u.failures); more > 0 {
+			attrs = append(attrs, "failed_not_listed", more) // the report has every one
+		}
+	}
+	attrs = append(attrs, "report", cfg.Report)
+	if u.credentials != "" {
+		attrs = append(attrs, "credentials", u.credentials)
+	}
+	u.log.Log(context.Background(), level, "summary", attrs...)
+}
+
+// logFinalError is how the error a run ends with reaches stderr. In text mode main
+// prints it. With --log-format json it is logged here instead, as one record with the
+// hint in a field of its own, and main is told that it has been said, so that every
+// line on stderr stays JSON.
+func logFinalError(cfg *config.Config, stderr io.Writer, err error) error {
+	var silent *silentError
+	if err == nil || cfg.LogFormat != "json" || errors.As(err, &silent) {
+		return err
+	}
+	secrets := &redact.Set{}
+	secrets.Add(string(cfg.SharedSecret))
+	secrets.Add(string(cfg.AdminToken))
+	log := slog.New(redact.NewHandler(slog.NewJSONHandler(stderr, nil), secrets))
+	code := codeOf(err)
+	// Errors end with their hint on a line of their own (see failure): a field here.
+	msg, hint, ok := strings.Cut(err.Error(), "\n  hint: ")
+	if ok {
+		log.Error(msg, "exit_code", code, "hint", hint)
+	} else {
+		log.Error(msg, "exit_code", code)
+	}
+	return &silentError{code: code}
 }
 
 // statusMeaning explains each status in the summary table.

@@ -224,7 +224,7 @@ func RegisterFlags(fs *pflag.FlagSet) {
 	fs.Bool(fLogoutDevices, true, "with --reset-passwords: log out every device of those accounts (--logout-devices=false keeps them)")
 
 	fs.String(fLogLevel, "info", "log level: debug, info, warn or error")
-	fs.String(fLogFormat, "text", "log format when standard error is not a terminal: text or json")
+	fs.String(fLogFormat, "text", "format of what provision says on standard error: text, or json for one JSON object a line (no progress bar; the summary is a \"summary\" record)")
 	fs.BoolP(fQuiet, "q", false, "print only errors (for cron)")
 	fs.String(fMetricsFile, "", "write Prometheus metrics of the run to `FILE` (for node_exporter's textfile collector, e.g. /var/lib/node_exporter/provision.prom)")
 }

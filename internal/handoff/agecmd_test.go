@@ -12,28 +12,15 @@ import (
 
 	"filippo.io/age"
 
+	"github.com/provision-matrix/provision/internal/agetest"
 	"github.com/provision-matrix/provision/internal/handoff"
 )
-
-// ageCommand finds the age binary (Debian's package installs it), or skips;
-// with PROVISION_REQUIRE_AGE=1 a missing binary fails the test instead.
-func ageCommand(t *testing.T) string {
-	t.Helper()
-	p, err := exec.LookPath("age")
-	if err != nil {
-		if os.Getenv("PROVISION_REQUIRE_AGE") == "1" {
-			t.Fatalf("PROVISION_REQUIRE_AGE=1 but no age on PATH: %v", err)
-		}
-		t.Skip("no age on PATH (apt install age)")
-	}
-	return p
-}
 
 // TestAgeCommandDecrypts checks that the files open with age -d -i KEY FILE,
 // as the operator and the users will open them.
 func TestAgeCommandDecrypts(t *testing.T) {
 	t.Parallel()
-	bin := ageCommand(t)
+	bin := agetest.Command(t, "age")
 	dir := t.TempDir()
 	keys := []key{x25519Key(t), ed25519Key(t), rsa2048Key(t)}
 	var rcpts []age.Recipient
