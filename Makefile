@@ -67,7 +67,7 @@ cc-check:
 test: export PROVISION_REQUIRE_DENDRITE := 1
 test: export PROVISION_REQUIRE_SLAPD := 1
 test: export PROVISION_REQUIRE_AGE := 1
-test: cc-check fmt-check vet dendrite ## gofmt -s check, go vet, then go test -race against a real Dendrite
+test: cc-check fmt-check vet dendrite slapd ## gofmt -s check, go vet, then go test -race against a real Dendrite and slapd
 	$(GO) test -race -count=1 ./...
 
 demo: ## run the CLI against a throwaway Dendrite (scripts/demo)
