@@ -46,7 +46,7 @@ func TestAgeCommandDecrypts(t *testing.T) {
 	if err := c.Commit(); err != nil {
 		t.Fatal(err)
 	}
-	welcome, err := handoff.WriteWelcome(dir, "team/alice", rcpts[1], handoff.Welcome{Homeserver: hs, UserID: "@team/alice:example.org", Password: "Pass-word.1"}, false)
+	welcome, err := handoff.WriteWelcome(dir, "team/alice", rcpts[1], handoff.Welcome{Homeserver: hs, UserID: "@team/alice:example.org", Password: "Pass-word.1"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -21,8 +21,6 @@ type CredentialsOptions struct {
 	// operator who explicitly asked: the file then holds every password in
 	// the clear, protected by its 0600 mode alone.
 	Plaintext bool
-	// Overwrite replaces an existing file instead of refusing.
-	Overwrite bool
 }
 
 // Credentials is a credentials file being written: a CSV with the header
@@ -31,9 +29,10 @@ type CredentialsOptions struct {
 // asked.
 //
 // Rows are encrypted and written as they are added, so a run of any size
-// holds no more than age's 64 KiB chunk in memory. The file appears at its
-// path, complete, only at Commit; until then, and after Abort, the path
-// keeps whatever it held before.
+// holds no more than age's 64 KiB chunk in memory. The file appears, complete,
+// only at Commit, and never replaces a file: a credentials file may hold the only
+// copy of an earlier run's passwords, so when the path exists the new file goes
+// beside it (NAME-2.age, ...), and Path says where.
 //
 // Values are written verbatim, because the file's job is to hand over the
 // exact password. In particular a supplied password that starts with '=',
@@ -51,6 +50,7 @@ type Credentials struct {
 	count int
 	err   error // the first write error; the file is then unusable
 	done  bool
+	path  string // where Commit put it
 }
 
 // CreateCredentials starts the credentials file at path, encrypted to
@@ -63,7 +63,8 @@ func CreateCredentials(path string, rcpts []age.Recipient, o CredentialsOptions)
 	case !o.Plaintext && len(rcpts) == 0:
 		return nil, errors.New("credentials file: no recipients to encrypt it to: give a recipients file with one age or SSH public key per line (" + keygenHint + "), or explicitly ask for a plaintext file")
 	}
-	f, err := safefile.Create(path, o.Overwrite)
+	safefile.RemoveStale(path)
+	f, err := safefile.Create(path, true)
 	if err != nil {
 		return nil, fmt.Errorf("credentials file: %w", err)
 	}
@@ -144,10 +145,23 @@ func (c *Credentials) Commit() error {
 			return fmt.Errorf("write credentials file %s: %w", c.file.Name(), err)
 		}
 	}
-	if err := c.file.Commit(); err != nil {
+	path, err := c.file.CommitBeside("-")
+	if err != nil {
 		return fmt.Errorf("credentials file: %w", err)
 	}
+	c.path = path
 	return nil
+}
+
+// Path is where Commit put the file: the path asked for, or, when a file was there
+// already, the name beside it that it took.
+func (c *Credentials) Path() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.path != "" {
+		return c.path
+	}
+	return c.file.Name()
 }
 
 // Abort discards the file. It does nothing after Commit.

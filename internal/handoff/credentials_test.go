@@ -163,27 +163,40 @@ func TestCredentialsNeedsAChoice(t *testing.T) {
 	}
 }
 
+// A credentials file may hold the only copy of an earlier run's passwords: a new one
+// never replaces it, even when it has the same name (issue 11), and Path says where
+// the new one went.
 func TestCredentialsNoClobber(t *testing.T) {
 	t.Parallel()
-	r, _ := handoff.ParseRecipient(x25519Key(t).public)
+	k := x25519Key(t)
+	r, _ := handoff.ParseRecipient(k.public)
 	path := filepath.Join(t.TempDir(), "credentials.age")
 	if err := os.WriteFile(path, []byte("last run's"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	_, err := handoff.CreateCredentials(path, []age.Recipient{r}, handoff.CredentialsOptions{})
-	if !errors.Is(err, fs.ErrExist) {
-		t.Fatalf("CreateCredentials over an existing file = %v, want fs.ErrExist", err)
-	}
-	c, err := handoff.CreateCredentials(path, []age.Recipient{r}, handoff.CredentialsOptions{Overwrite: true})
+	c, err := handoff.CreateCredentials(path, []age.Recipient{r}, handoff.CredentialsOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	c.Abort()
-	if b, _ := os.ReadFile(path); string(b) != "last run's" {
-		t.Errorf("aborted overwrite changed the file to %q", b)
+	if err := c.Add("@a:example.org", "pw", "https://hs"); err != nil {
+		t.Fatal(err)
 	}
-	if entries, _ := os.ReadDir(filepath.Dir(path)); len(entries) != 1 {
-		t.Errorf("Abort left %d files, want only the old one", len(entries))
+	if err := c.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(path); string(b) != "last run's" {
+		t.Errorf("the earlier file changed to %q", b)
+	}
+	if want := filepath.Join(filepath.Dir(path), "credentials-2.age"); c.Path() != want {
+		t.Errorf("Path() = %s, want %s", c.Path(), want)
+	}
+	aborted, err := handoff.CreateCredentials(path, []age.Recipient{r}, handoff.CredentialsOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	aborted.Abort()
+	if entries, _ := os.ReadDir(filepath.Dir(path)); len(entries) != 2 {
+		t.Errorf("Abort left %d files, want the two committed ones", len(entries))
 	}
 }
 

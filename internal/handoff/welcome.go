@@ -22,7 +22,11 @@ type Welcome struct {
 // localpart to dir, encrypted to rcpt alone — the user's own key, so that
 // nobody else, the operator included, can read it — and returns its path.
 // The file name is WelcomeFileName(localpart).
-func WriteWelcome(dir string, localpart string, rcpt age.Recipient, w Welcome, overwrite bool) (path string, err error) {
+//
+// An existing welcome file is never replaced (it may hold a password that still
+// works): the new note goes beside it as <name>~2.age, ~3, ... — a name no
+// localpart maps to, since WelcomeFileName escapes '~'.
+func WriteWelcome(dir string, localpart string, rcpt age.Recipient, w Welcome) (path string, err error) {
 	if rcpt == nil {
 		return "", fmt.Errorf("welcome note for %s: no recipient to encrypt it to", w.UserID)
 	}
@@ -34,7 +38,8 @@ func WriteWelcome(dir string, localpart string, rcpt age.Recipient, w Welcome, o
 		return "", err
 	}
 	path = filepath.Join(dir, name)
-	f, err := safefile.Create(path, overwrite)
+	safefile.RemoveStale(path)
+	f, err := safefile.Create(path, true)
 	if err != nil {
 		return "", fmt.Errorf("welcome note for %s: %w", w.UserID, err)
 	}
@@ -49,7 +54,7 @@ func WriteWelcome(dir string, localpart string, rcpt age.Recipient, w Welcome, o
 	if err := enc.Close(); err != nil {
 		return "", fmt.Errorf("write welcome note %s: %w", path, err)
 	}
-	if err := f.Commit(); err != nil {
+	if path, err = f.CommitBeside("~"); err != nil {
 		return "", fmt.Errorf("welcome note for %s: %w", w.UserID, err)
 	}
 	return path, nil

@@ -2,7 +2,6 @@ package handoff_test
 
 import (
 	"errors"
-	"io/fs"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -26,7 +25,7 @@ func TestWriteWelcome(t *testing.T) {
 				t.Fatal(err)
 			}
 			w := handoff.Welcome{Homeserver: hs, UserID: "@alice:example.org", Password: "Secret-pass.word_1"}
-			path, err := handoff.WriteWelcome(dir, "alice", rcpt, w, false)
+			path, err := handoff.WriteWelcome(dir, "alice", rcpt, w)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -51,11 +50,13 @@ func TestWriteWelcome(t *testing.T) {
 				}
 			}
 
-			if _, err := handoff.WriteWelcome(dir, "alice", rcpt, w, false); !errors.Is(err, fs.ErrExist) {
-				t.Errorf("second WriteWelcome = %v, want fs.ErrExist", err)
+			// A second note never replaces the first: it goes beside it.
+			second, err := handoff.WriteWelcome(dir, "alice", rcpt, w)
+			if err != nil || filepath.Base(second) != "alice~2.age" {
+				t.Errorf("second WriteWelcome = %s, %v; want alice~2.age beside the first", second, err)
 			}
-			if _, err := handoff.WriteWelcome(dir, "alice", rcpt, w, true); err != nil {
-				t.Errorf("WriteWelcome with overwrite = %v", err)
+			if _, err := decrypt(t, path, k.identity); err != nil {
+				t.Errorf("the first note no longer decrypts: %v", err)
 			}
 		})
 	}
@@ -66,13 +67,13 @@ func TestWriteWelcomeRefuses(t *testing.T) {
 	dir := t.TempDir()
 	rcpt, _ := handoff.ParseRecipient(x25519Key(t).public)
 	full := handoff.Welcome{Homeserver: hs, UserID: "@a:example.org", Password: "pw-pw-pw"}
-	if _, err := handoff.WriteWelcome(dir, "a", nil, full, false); err == nil {
+	if _, err := handoff.WriteWelcome(dir, "a", nil, full); err == nil {
 		t.Error("WriteWelcome without a recipient succeeded")
 	}
-	if _, err := handoff.WriteWelcome(dir, "a", rcpt, handoff.Welcome{Homeserver: hs, UserID: "@a:example.org"}, false); err == nil {
+	if _, err := handoff.WriteWelcome(dir, "a", rcpt, handoff.Welcome{Homeserver: hs, UserID: "@a:example.org"}); err == nil {
 		t.Error("WriteWelcome without a password succeeded")
 	}
-	if _, err := handoff.WriteWelcome(dir, "", rcpt, full, false); err == nil {
+	if _, err := handoff.WriteWelcome(dir, "", rcpt, full); err == nil {
 		t.Error("WriteWelcome with an empty localpart succeeded")
 	}
 	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
@@ -130,7 +131,7 @@ func TestWriteWelcomeStaysInDir(t *testing.T) {
 	rcpt, _ := handoff.ParseRecipient(x25519Key(t).public)
 	w := handoff.Welcome{Homeserver: hs, UserID: "@x:example.org", Password: "pw-pw-pw"}
 	for _, lp := range []string{"../escape", "a/../../escape", "/abs"} {
-		path, err := handoff.WriteWelcome(dir, lp, rcpt, w, false)
+		path, err := handoff.WriteWelcome(dir, lp, rcpt, w)
 		if err != nil {
 			t.Fatalf("WriteWelcome(%q) = %v", lp, err)
 		}

@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 )
 
 // Mode is the permission of every file this package writes, unless a caller
@@ -50,7 +51,9 @@ func CreateMode(path string, overwrite bool, mode fs.FileMode) (*File, error) {
 	}
 	// os.CreateTemp opens with O_CREATE|O_EXCL and mode 0600: nobody else
 	// can have the file open, and it never exists with wider permissions.
-	tmp, err := os.CreateTemp(dir, "."+base+".*.tmp")
+	// The process ID in the name lets a later run remove what a killed one left
+	// (RemoveStale).
+	tmp, err := os.CreateTemp(dir, fmt.Sprintf(".%s.%d-*.tmp", base, os.Getpid()))
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			return nil, fmt.Errorf("create %s: directory %s does not exist; create it first: %w", path, dir, err)
@@ -109,6 +112,89 @@ func (f *File) Commit() (err error) {
 		return err
 	}
 	return syncDir(filepath.Dir(f.path))
+}
+
+// CommitBeside is Commit for a file that must never replace another (one that may
+// hold the only copy of some passwords): when the target exists, the file is put
+// beside it as NAME<sep>2.EXT, NAME<sep>3.EXT, ... instead. It returns the path it
+// took. Choose sep so that no other file of the same kind can be named that way.
+func (f *File) CommitBeside(sep string) (string, error) {
+	if f.done {
+		return "", fmt.Errorf("commit %s: %w", f.path, fs.ErrClosed)
+	}
+	f.done = true
+	tmp := f.tmp.Name()
+	if err := f.tmp.Sync(); err != nil {
+		f.tmp.Close()
+		os.Remove(tmp)
+		return "", fmt.Errorf("write %s: %w", f.path, err)
+	}
+	if err := f.tmp.Close(); err != nil {
+		os.Remove(tmp)
+		return "", fmt.Errorf("write %s: %w", f.path, err)
+	}
+	for i := 1; i <= 10000; i++ {
+		path := Beside(f.path, sep, i)
+		err := linkNoClobber(tmp, path)
+		if errors.Is(err, fs.ErrExist) {
+			continue
+		}
+		if err != nil {
+			os.Remove(tmp)
+			return "", err
+		}
+		f.path = path
+		return path, syncDir(filepath.Dir(path))
+	}
+	os.Remove(tmp)
+	return "", fmt.Errorf("write %s: 10000 files of that name exist already", f.path)
+}
+
+// Beside is the n-th name CommitBeside tries for path: path itself for n = 1, then
+// NAME<sep>n.EXT ("creds.age" → "creds-2.age" with sep "-").
+func Beside(path, sep string, n int) string {
+	if n <= 1 {
+		return path
+	}
+	ext := filepath.Ext(path)
+	return fmt.Sprintf("%s%s%d%s", path[:len(path)-len(ext)], sep, n, ext)
+}
+
+// RemoveStale removes the temporary files that a killed process left while it
+// wrote path (or a file CommitBeside would put beside it): those whose process no
+// longer runs. They hold secrets (encrypted, usually), and nothing else would ever
+// remove them. It returns how many it removed.
+func RemoveStale(path string) int {
+	dir, base := filepath.Split(path)
+	if dir == "" {
+		dir = "."
+	}
+	ext := filepath.Ext(base)
+	stem := base[:len(base)-len(ext)]
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return 0
+	}
+	n := 0
+	for _, e := range entries {
+		name := e.Name()
+		if !e.Type().IsRegular() || !strings.HasPrefix(name, "."+stem) || !strings.HasSuffix(name, ".tmp") {
+			continue
+		}
+		var pid int
+		rest := strings.TrimSuffix(strings.TrimPrefix(name, "."), ".tmp")
+		i := strings.LastIndexByte(rest, '.')
+		if i < 0 {
+			continue
+		}
+		if _, err := fmt.Sscanf(rest[i+1:], "%d-", &pid); err != nil || pid <= 0 || processAlive(pid) {
+			continue
+		}
+		if os.Remove(filepath.Join(dir, name)) == nil {
+			n++
+		}
+	}
+	return n
 }
 
 // linkNoClobber puts tmp at path unless path exists. link(2) fails with
@@ -185,7 +271,7 @@ func checkAbsent(path string) error {
 }
 
 func existsError(path string) error {
-	return fmt.Errorf("%s already exists; move it away, or use --force to overwrite it: %w", path, fs.ErrExist)
+	return fmt.Errorf("%s already exists: %w", path, fs.ErrExist)
 }
 
 // syncDir makes the new directory entry durable: without it a crash right
