@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/csv"
+	"errors"
 	"fmt"
 	"strconv"
 
@@ -51,7 +52,7 @@ func newCheckCmd(io streams) *cobra.Command {
 		Example: checkExample,
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) != 1 {
-				return usageError{fmt.Errorf("check takes one roster, got %d arguments\n  hint: provision check team.csv (or - with --format for standard input)", len(args))}
+				return usage(fmt.Errorf("check takes one roster, got %d arguments", len(args)), "provision check team.csv (or - with --format for standard input)")
 			}
 			return nil
 		},
@@ -71,29 +72,30 @@ func newCheckCmd(io streams) *cobra.Command {
 		case "yml":
 			cfg.Format = "yaml"
 		default:
-			return usageError{fmt.Errorf("unknown roster format %q\n  hint: use --format csv or --format yaml", format)}
+			return usage(fmt.Errorf("unknown roster format %q", format), "use --format csv or --format yaml")
 		}
 		if cfg.Roster == "-" && cfg.Format == "" {
-			return usageError{fmt.Errorf("a roster read from standard input needs --format\n  hint: add --format csv or --format yaml")}
+			return usage(errors.New("a roster read from standard input needs --format"), "add --format csv or --format yaml")
 		}
-		src, err := openRoster(cfg, io.stdin)
+		src, err := openRoster(cfg.Roster, cfg.Format, io.stdin)
 		if err != nil {
-			return err
+			return explain(cfg, err)
 		}
+		defer src.Close()
 		opts := roster.Options{
-			Format:         roster.Format(cfg.Format),
+			Format:         rosterFormat(cfg),
 			ServerName:     serverName,
 			Columns:        mapping,
 			CheckRecipient: func(s string) error { _, err := handoff.ParseRecipient(s); return err },
 		}
-		stats, err := src.check(opts)
+		stats, err := src.Check(opts)
 		if err != nil {
-			return err
+			return explain(cfg, err)
 		}
 		if list {
 			w := csv.NewWriter(io.stdout)
 			_ = w.Write([]string{"line", "localpart", "displayname", "email", "admin", "note"})
-			err := src.each(opts, func(u roster.User) error {
+			err := src.Each(opts, func(u roster.User) error {
 				note := ""
 				if u.Original != "" {
 					note = "from " + u.Original
@@ -103,13 +105,13 @@ func newCheckCmd(io streams) *cobra.Command {
 			})
 			w.Flush()
 			if err != nil {
-				return rosterError{err}
+				return explain(cfg, err)
 			}
 			if err := w.Error(); err != nil {
 				return err
 			}
 		}
-		name := src.name
+		name := src.Name()
 		if name == "-" {
 			name = "standard input"
 		}

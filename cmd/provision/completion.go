@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/spf13/cobra"
@@ -42,7 +43,7 @@ func newCompletionCmd(io streams) *cobra.Command {
 		ValidArgs: []string{"bash", "zsh", "fish", "powershell"},
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) != 1 {
-				return usageError{fmt.Errorf("name one shell: bash, zsh, fish or powershell\n  hint: provision completion bash")}
+				return usage(errors.New("name one shell: bash, zsh, fish or powershell"), "provision completion bash")
 			}
 			return nil
 		},
@@ -64,7 +65,7 @@ func newCompletionCmd(io streams) *cobra.Command {
 				}
 				return root.GenPowerShellCompletionWithDesc(io.stdout)
 			}
-			return usageError{fmt.Errorf("no completion for the shell %q\n  hint: provision completion bash, zsh, fish or powershell", args[0])}
+			return usage(fmt.Errorf("no completion for the shell %q", args[0]), "provision completion bash, zsh, fish or powershell")
 		},
 	}
 	c.Flags().BoolVar(&noDesc, "no-descriptions", false, "complete without a description of each choice")

@@ -46,7 +46,7 @@ func newInitCmd(io streams) *cobra.Command {
 		Example: initExample,
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) > 1 {
-				return usageError{fmt.Errorf("init takes at most one directory, got %d arguments\n  hint: provision init [DIR]", len(args))}
+				return usage(fmt.Errorf("init takes at most one directory, got %d arguments", len(args)), "provision init [DIR]")
 			}
 			return nil
 		},
@@ -86,8 +86,8 @@ func writeNew(dir string, names []string, contents map[string]string) error {
 		if len(existing) == 1 {
 			verb, them = "exists", "it"
 		}
-		return usageError{fmt.Errorf("init: %s already %s; nothing was written\n  hint: move %s away, or run provision init in another directory",
-			strings.Join(existing, ", "), verb, them)}
+		return usage(fmt.Errorf("init: %s already %s; nothing was written", strings.Join(existing, ", "), verb),
+			fmt.Sprintf("move %s away, or run provision init in another directory", them))
 	}
 	var written []string
 	for _, n := range names {

@@ -10,19 +10,6 @@ import (
 	"syscall"
 )
 
-// Exit codes. They are part of provision's interface: cron jobs and scripts branch on
-// them, so they never change meaning.
-const (
-	ExitOK          = 0   // every user is created or was already there
-	ExitFailed      = 1   // some users failed, or the server could not be used; see the report
-	ExitUsage       = 2   // bad flags, configuration or roster: nothing was sent
-	ExitLocked      = 3   // another provision run holds the journal's lock
-	ExitInterrupted = 130 // stopped by Ctrl-C or SIGTERM; run the same command again to resume
-)
-
-// exitCoder is an error that knows its exit code.
-type exitCoder interface{ ExitCode() int }
-
 func main() { os.Exit(mainExit()) }
 
 // mainExit is main up to the exit code: the CLI tests run it as the provision command.
@@ -58,45 +45,9 @@ func exitCode(err error, stderr io.Writer) int {
 	if err == nil {
 		return ExitOK
 	}
-	var ec exitCoder
-	code := ExitFailed
-	if errors.As(err, &ec) {
-		code = ec.ExitCode()
-	} else if errors.Is(err, context.Canceled) {
-		code = ExitInterrupted
-	}
 	var quiet *silentError
 	if !errors.As(err, &quiet) {
 		fmt.Fprintf(stderr, "provision: %v\n", err)
 	}
-	return code
+	return codeOf(err)
 }
-
-// silentError carries an exit code for an outcome that has already been explained on
-// stderr (the summary of a run with failures, for example).
-type silentError struct{ code int }
-
-func (e *silentError) Error() string { return fmt.Sprintf("exit %d", e.code) }
-func (e *silentError) ExitCode() int { return e.code }
-
-// usageError is a mistake in how provision was called (exit 2).
-type usageError struct{ err error }
-
-func (e usageError) Error() string { return e.err.Error() }
-func (e usageError) Unwrap() error { return e.err }
-func (e usageError) ExitCode() int { return ExitUsage }
-
-// failure is a run that could not do its work (exit 1), with a hint.
-type failure struct {
-	err  error
-	hint string
-}
-
-func (e failure) Error() string {
-	if e.hint == "" {
-		return e.err.Error()
-	}
-	return e.err.Error() + "\n  hint: " + e.hint
-}
-func (e failure) Unwrap() error { return e.err }
-func (e failure) ExitCode() int { return ExitFailed }

@@ -1,8 +1,6 @@
 package main
 
 import (
-	"context"
-	"errors"
 	"fmt"
 	"io"
 	"path/filepath"
@@ -42,7 +40,7 @@ func (m *runMetrics) finish(err error, stderr io.Writer) error {
 		return err
 	}
 	if err == nil {
-		return failure{err: werr, hint: "the users were provisioned; fix the path of --metrics-file (its directory must exist and be writable)"}
+		return failed(werr, "the users were provisioned; fix the path of --metrics-file (its directory must exist and be writable)")
 	}
 	fmt.Fprintf(stderr, "provision: %v\n", werr)
 	return err
@@ -55,19 +53,4 @@ func metricsWarning(cfg *config.Config) string {
 		return ""
 	}
 	return fmt.Sprintf("--metrics-file %s: node_exporter's textfile collector reads only files ending in .prom", cfg.MetricsFile)
-}
-
-// codeOf is the exit code err ends the process with (see exitCode in main.go).
-func codeOf(err error) int {
-	if err == nil {
-		return ExitOK
-	}
-	var ec exitCoder
-	if errors.As(err, &ec) {
-		return ec.ExitCode()
-	}
-	if errors.Is(err, context.Canceled) {
-		return ExitInterrupted
-	}
-	return ExitFailed
 }

@@ -55,8 +55,8 @@ func newPlanCmd(io streams) *cobra.Command {
 			return err
 		}
 		if cfg.AdminToken == nil {
-			return usageError{errors.New("provision plan needs a Synapse admin's access token: pass --admin-token-file FILE or set PROVISION_ADMIN_TOKEN\n" +
-				"  hint: with only the shared secret, provision --dry-run ROSTER checks the roster and which accounts exist")}
+			return usage(errors.New("provision plan needs a Synapse admin's access token: pass --admin-token-file FILE or set PROVISION_ADMIN_TOKEN"),
+				"with only the shared secret, provision --dry-run ROSTER checks the roster and which accounts exist")
 		}
 		cfg.DryRun = true
 		return logFinalError(cfg, io.stderr, runProvision(cmd.Context(), cfg, io.stdin, io.stdout, io.stderr))

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"os"
 	"strings"
@@ -82,7 +81,7 @@ func newRootCmd(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
-		return usageError{fmt.Errorf("%w\n  hint: see %s --help", err, c.CommandPath())}
+		return usage(err, "see "+c.CommandPath()+" --help")
 	})
 	// "provision ROSTER" is "provision run ROSTER": the common case needs no verb.
 	config.RegisterFlags(root.Flags())

@@ -1,19 +1,13 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
-	"time"
 
 	"filippo.io/age"
 
@@ -23,24 +17,33 @@ import (
 	"github.com/provision-matrix/provision/internal/journal"
 	"github.com/provision-matrix/provision/internal/matrix"
 	"github.com/provision-matrix/provision/internal/password"
+	"github.com/provision-matrix/provision/internal/reconcile"
 	"github.com/provision-matrix/provision/internal/redact"
 	"github.com/provision-matrix/provision/internal/report"
 	"github.com/provision-matrix/provision/internal/roster"
 	"github.com/provision-matrix/provision/internal/safefile"
 )
 
-// maxStdinRoster bounds a roster read from standard input, which is kept in memory for
-// the two passes (check, then provision). A larger roster belongs in a file.
-const maxStdinRoster = 512 << 20
+// maxPlanLines bounds how much of the plan an applying run prints on stderr; `provision
+// plan` prints all of it.
+const maxPlanLines = 100
 
+// runProvision is the one pipeline every account system and roster source goes
+// through:
+//
+//	roster ─► check ─► preflight ─► journal ─► plan (sync) ─► apply ─► handoff ─► report
+//
+// What differs between shared-secret registration and an admin API is the account
+// system (see modes.go), chosen by the configuration.
 func runProvision(ctx context.Context, cfg *config.Config, stdin io.Reader, stdout, stderr io.Writer) (err error) {
 	limitMemory()
 	metrics := startMetrics(cfg)
-	defer func() { err = metrics.finish(err, stderr) }()
+	defer func() { err = metrics.finish(explain(cfg, err), stderr) }()
 	secrets := &redact.Set{}
-	secrets.Add(string(cfg.SharedSecret))
-	secrets.Add(string(cfg.AdminToken))
-	ui := newUI(cfg, stderr, secrets)
+	for _, s := range cfg.Secrets() {
+		secrets.Add(string(s))
+	}
+	ui := newUI(uiOptionsOf(cfg), stderr, secrets)
 	defer ui.close()
 	log := ui.log
 	for _, w := range cfg.Warnings {
@@ -51,141 +54,291 @@ func runProvision(ctx context.Context, cfg *config.Config, stdin io.Reader, stdo
 	}
 	if cfg.Timeout > 0 {
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeoutCause(ctx, cfg.Timeout, fmt.Errorf("--timeout %s reached", cfg.Timeout))
+		ctx, cancel = context.WithTimeoutCause(ctx, cfg.Timeout, errTimeout{cfg.Timeout})
 		defer cancel()
 	}
-	if cfg.AdminToken != nil {
-		// An admin token wins over a shared secret: it can do all the secret can and
-		// more (see runAdmin in admin.go).
-		sum, err := runAdmin(ctx, cfg, stdin, stdout, ui)
-		metrics.sum = sum
+	m, err := newMode(cfg, log)
+	if err != nil {
 		return err
 	}
 
 	// 1. The roster, offline: every problem is reported before anything is sent.
-	cr, err := checkRoster(cfg, stdin, log)
+	cr, err := checkRoster(cfg, stdin)
 	if err != nil {
 		return err
 	}
-	src, ropts, stats, localPolicy, withRecipient := cr.src, cr.opts, cr.stats, cr.policy, cr.withRecipient
+	defer cr.src.Close()
+	log.Debug("roster checked", "users", cr.stats.Users, "file", cr.src.Name())
 
-	// 2. What must be right before the first request: recipients, output files, journal.
+	// 2. What must be right before the first request: recipients and output files.
 	var rcpts []age.Recipient
 	if !cfg.DryRun {
-		rcpts, err = operatorRecipients(cfg)
-		if err != nil {
+		if rcpts, err = operatorRecipients(cfg); err != nil {
 			return err
 		}
 	}
-	if err := checkOutputs(cfg, withRecipient); err != nil {
+	if err := checkOutputs(cfg, cr.withRecipient); err != nil {
 		return err
 	}
 
-	// 3. The server: does it answer, does it have the shared-secret endpoint, which
-	// password policy and server name does it use. Read-only requests.
-	client, err := newClient(cfg)
+	// 3. The server, reading only: does it answer, can this account system work with
+	// it, which server name and password policy does it use. Through the same request
+	// engine as the run, so a passing 429 or 503 is waited out, not fatal.
+	hc, err := matrix.NewHTTPClient(matrix.HTTPOptions{CAFile: cfg.CAFile, Conns: cfg.Concurrency, RequestTimeout: cfg.RequestTimeout})
 	if err != nil {
 		return err
 	}
-	serverName, err := preflight(ctx, client, cfg, log)
+	client, err := matrix.NewClient(cfg.Homeserver, hc)
+	if err != nil {
+		return usage(fmt.Errorf("--homeserver: %w", err), "")
+	}
+	engine := batch.NewEngine(batchOptions(cfg), log, secretStrings(cfg))
+	srv, err := m.preflight(ctx, engine, client)
 	if err != nil {
 		return err
 	}
-	policy := serverPolicy(ctx, client, localPolicy, log)
-	if policy != localPolicy {
-		// The server's policy is stricter than the config's: supplied passwords must
-		// meet it too, before anything is created.
-		ropts.CheckPassword = policy.Check
-		if _, err := src.check(ropts); err != nil {
+	policy := cr.policy
+	if srv.policy != nil {
+		policy = policy.Merge(*srv.policy)
+	}
+	if policy != cr.policy || (cr.opts.ServerName == "" && srv.serverName != "") {
+		// The server's policy is stricter than the config's, or the server name is
+		// known now: supplied passwords and user ID lengths are checked again, before
+		// anything is created.
+		cr.opts.CheckPassword = policy.Check
+		if cr.opts.ServerName == "" {
+			cr.opts.ServerName = srv.serverName
+		}
+		if _, err := cr.src.Check(cr.opts); err != nil {
 			return err
 		}
-	}
-	if ropts.ServerName == "" {
-		ropts.ServerName = serverName
 	}
 	gen, err := password.NewGenerator(cfg.PasswordLength, policy, nil)
 	if err != nil {
-		return usageError{fmt.Errorf("--password-length %d: %w", cfg.PasswordLength, err)}
+		return usage(fmt.Errorf("--password-length %d: %w", cfg.PasswordLength, err), "")
 	}
 
-	rep, err := openReport(cfg.Report, stdout)
-	if err != nil {
-		return err
-	}
-	defer rep.abort()
-
-	runner := &batch.Runner{
-		Server: client,
-		Secret: cfg.SharedSecret,
-		Log:    log,
-		Sink:   rep.w,
-		Opts: batch.Options{
-			Concurrency:    cfg.Concurrency,
-			Rate:           cfg.Rate,
-			AutoRate:       cfg.RateAuto,
-			ServerName:     serverName,
-			DryRun:         cfg.DryRun,
-			RequestTimeout: cfg.RequestTimeout,
-		},
-		Passwords: gen,
-	}
-
-	var creds *handoff.Credentials
+	// 4. The journal: where this server's runs record every password before it is
+	// sent. Its lock keeps two runs against one server apart, from the plan to the
+	// last change.
+	jpath := journalPath(cfg, srv.serverName)
 	var jr *journal.Journal
-	var ho *delivery
-	if !cfg.DryRun {
-		creds, err = handoff.CreateCredentials(cfg.Credentials, rcpts, handoff.CredentialsOptions{Plaintext: cfg.Plaintext, Overwrite: cfg.Force})
-		if err != nil {
-			return usageError{fmt.Errorf("credentials file: %w", err)}
+	if cfg.DryRun {
+		if busy, _ := journalBusy(jpath); busy {
+			return fmt.Errorf("journal %s: %w: a run is changing the server right now; plan again when it has finished", jpath, journal.ErrLocked)
 		}
-		defer creds.Abort()
-		jr, err = journal.Open(cfg.Journal, journal.DeriveKey(cfg.SharedSecret), journal.Options{Fresh: cfg.Fresh, Homeserver: cfg.Homeserver, SyncWindow: -1})
-		if err != nil {
-			return journalError(cfg, err)
+	} else {
+		if jr, err = openJournal(cfg, jpath, m); err != nil {
+			return err
 		}
 		defer jr.Close()
 		if prev := jr.Previous(); prev != "" {
 			log.Info("started a new journal; the old one is kept", "old", prev)
 		}
-		ho = &delivery{creds: creds, homeserver: cfg.Homeserver, handoffDir: cfg.HandoffDir, operatorCopy: cfg.OperatorCopy, force: cfg.Force}
-		runner.Journal = jr
-		runner.Handoff = ho
+		log.Debug("journal", "path", jpath)
 	}
 
-	ui.start(stats.Users, cfg)
-	runner.OnRow = ui.row
-	// The first pass found no duplicate: the second keeps no per-user state, so a
-	// million-user roster streams in constant memory next to the journal's index.
+	runner := &batch.Runner{
+		Accounts:  m.accounts(),
+		Server:    client,
+		API:       m.adminAPI(),
+		Passwords: gen,
+		Log:       log,
+		Engine:    engine,
+		Opts:      batchOptions(cfg),
+		Secrets:   secretStrings(cfg),
+		Sync:      syncOptions(cfg),
+		Self:      srv.self,
+	}
+	runner.Opts.ServerName = srv.serverName
+	if jr != nil {
+		runner.Journal = jr
+	}
+	// The second pass keeps no per-user state: a million-user roster streams in
+	// constant memory next to the journal's index.
+	ropts := cr.opts
 	ropts.Checked = true
-	sum, runErr := runner.Run(ctx, func(yield func(roster.User) error) error {
-		return src.each(ropts, yield)
-	})
+	source := func(yield func(roster.User) error) error { return cr.src.Each(ropts, yield) }
+
+	// 5. A sync's plan: what must change, read from the server, checked against
+	// --max-deactivate before anything changes.
+	var plan *reconcile.Plan
+	if m.sync() {
+		if plan, err = runner.Plan(ctx, source); err != nil {
+			return planError(ctx, err)
+		}
+		limitErr := plan.CheckLimit()
+		if cfg.DryRun {
+			if err := plan.WriteText(stdout); err != nil {
+				return fmt.Errorf("writing the plan: %w", err)
+			}
+			if limitErr != nil {
+				ui.info(fmt.Sprintf("WARNING: run for real, this plan would stop before changing anything: %v (--max-deactivate %d)", limitErr, cfg.MaxDeactivate))
+			}
+			return nil
+		}
+		printPlan(plan, ui)
+		if limitErr != nil {
+			return limitErr
+		}
+	}
+
+	// 6. Apply, and hand off what was created.
+	rep, err := openReport(cfg.Report, stdout)
+	if err != nil {
+		return err
+	}
+	defer rep.abort()
+	var ho *handoff.Delivery
+	if !cfg.DryRun {
+		creds, err := handoff.CreateCredentials(cfg.Credentials, rcpts, handoff.CredentialsOptions{Plaintext: cfg.Plaintext})
+		if err != nil {
+			return usage(err, "")
+		}
+		defer creds.Abort()
+		ho = &handoff.Delivery{Credentials: creds, Homeserver: cfg.Homeserver, HandoffDir: cfg.HandoffDir, OperatorCopy: cfg.OperatorCopy}
+		runner.Handoff = ho
+	}
+	runner.Sink = rep.w
+	runner.OnRow = ui.row
+	var sum *report.Summary
+	var runErr error
+	if plan != nil {
+		ui.start(len(plan.Changes))
+		sum, runErr = runner.Apply(ctx, plan)
+	} else {
+		ui.start(cr.stats.Users)
+		sum, runErr = runner.Run(ctx, source)
+	}
 	metrics.sum = sum
 	ui.stop()
 
-	// Whatever happened, keep what was done: the credentials of everyone created so far
-	// and the report of every user.
+	// Whatever happened, keep what was done: the credentials of everyone created so
+	// far, then the report of every user.
 	var finishErr error
-	if !cfg.DryRun {
-		finishErr = finishHandoff(cfg, creds, jr, ho, runErr, ui)
+	if ho != nil {
+		finishErr = finishHandoff(ho, jr, jpath, runErr, ui)
 	}
 	if err := rep.commit(); err != nil && finishErr == nil {
 		finishErr = fmt.Errorf("writing the report: %w", err)
 	}
-	ui.summary(sum, cfg)
+	ui.summary(sum)
 
 	switch {
 	case runErr != nil && errors.Is(runErr, batch.ErrInterrupted):
-		if errors.Is(context.Cause(ctx), context.DeadlineExceeded) || strings.Contains(fmt.Sprint(context.Cause(ctx)), "--timeout") {
-			return failure{err: runErr, hint: "run the same command again to finish; it resumes from the journal"}
+		var te errTimeout
+		if errors.As(context.Cause(ctx), &te) {
+			return failed(runErr, "run the same command again to finish; it resumes from the journal")
 		}
 		return &silentError{code: ExitInterrupted}
 	case runErr != nil:
-		return failure{err: runErr, hint: "nothing is lost: every password sent is in the journal " + cfg.Journal + "; fix the cause and run the same command again"}
+		return failed(runErr, "nothing is lost: every password sent is in the journal "+jpath+"; fix the cause and run the same command again")
 	case finishErr != nil:
-		return failure{err: finishErr}
+		return failed(finishErr, "")
 	case sum.Counts[report.Failed] > 0:
 		return &silentError{code: ExitFailed}
+	case runner.FailedJoins() > 0:
+		n := runner.FailedJoins()
+		list := strings.Join(runner.FailedJoinErrors(), "\n    ")
+		if more := n - len(runner.FailedJoinErrors()); more > 0 {
+			list += fmt.Sprintf("\n    ... and %d more: see the report", more)
+		}
+		return failed(fmt.Errorf("%d room join%s failed (the accounts themselves are fine; the report has each on its row):\n    %s", n, plural(n), list),
+			"the admin must be in a room (with the power to invite, if it is not public) to join others to it; fix that and run again with --update to retry the joins")
+	}
+	return nil
+}
+
+// errTimeout is the cause of a run stopped by --timeout.
+type errTimeout struct{ d fmt.Stringer }
+
+func (e errTimeout) Error() string { return fmt.Sprintf("--timeout %s reached", e.d) }
+
+// batchOptions are the request engine's and the pool's settings.
+func batchOptions(cfg *config.Config) batch.Options {
+	return batch.Options{
+		Concurrency:    cfg.Concurrency,
+		Rate:           cfg.Rate,
+		AutoRate:       cfg.RateAuto,
+		ServerName:     cfg.ServerName,
+		DryRun:         cfg.DryRun,
+		RequestTimeout: cfg.RequestTimeout,
+		RetryBudget:    cfg.RetryBudget,
+		MaxRetryAfter:  cfg.MaxRetryAfter,
+	}
+}
+
+func syncOptions(cfg *config.Config) reconcile.Options {
+	return reconcile.Options{
+		Update:            cfg.Update,
+		DeactivateMissing: cfg.DeactivateMissing,
+		Erase:             cfg.Erase,
+		MaxDeactivate:     cfg.MaxDeactivate,
+		ResetPasswords:    cfg.ResetPasswords,
+		LogoutDevices:     cfg.LogoutDevices,
+	}
+}
+
+func secretStrings(cfg *config.Config) []string {
+	var out []string
+	for _, s := range cfg.Secrets() {
+		out = append(out, string(s))
+	}
+	return out
+}
+
+// planError says why the plan could not be made; nothing was changed.
+func planError(ctx context.Context, err error) error {
+	var te errTimeout
+	if errors.Is(err, batch.ErrInterrupted) {
+		if errors.As(context.Cause(ctx), &te) {
+			return failed(fmt.Errorf("%w: nothing was changed", err), "raise --timeout, or lower --concurrency if the server is struggling")
+		}
+		return &silentError{code: ExitInterrupted}
+	}
+	var ec exitCoder
+	if errors.As(err, &ec) || errors.Is(err, matrix.ErrNoAdminAPI) || errors.Is(err, matrix.ErrBadToken) || errors.Is(err, matrix.ErrNotAdmin) {
+		return err
+	}
+	return failed(fmt.Errorf("reading the server's accounts: %w: nothing was changed", err),
+		"run the same command again later; if it keeps failing, see the server's log")
+}
+
+// printPlan shows an applying run's plan on stderr, as an audit trail in cron mail
+// and journald; `provision plan` is the way to read a long one.
+func printPlan(p *reconcile.Plan, ui *ui) {
+	lines := p.Lines()
+	for i, l := range lines {
+		if i == maxPlanLines {
+			ui.info(fmt.Sprintf("... and %d more changes (provision plan lists them all)", len(lines)-maxPlanLines))
+			break
+		}
+		ui.info(l)
+	}
+	ui.info("plan: " + p.Summary())
+}
+
+// finishHandoff commits the credentials file and checkpoints the journal (see
+// handoff.Delivery.Finish), and says where the passwords are.
+func finishHandoff(ho *handoff.Delivery, jr *journal.Journal, jpath string, runErr error, ui *ui) error {
+	runFailed := runErr != nil && !errors.Is(runErr, batch.ErrInterrupted)
+	fin, err := ho.Finish(jr, runFailed)
+	if err != nil {
+		return fmt.Errorf("writing the credentials file: %w (the passwords are still in the journal %s: run the same command again)", err, jpath)
+	}
+	if fin.Count > 0 {
+		ui.credentialsWritten(fin.Count, fin.Credentials)
+	} else if fin.Welcomes == 0 && runErr == nil {
+		ui.info("nobody was created, so no credentials file was written")
+	}
+	if fin.Welcomes > 0 {
+		ui.info(fmt.Sprintf("%d welcome file(s), each encrypted to its user's own key, are in %s/", fin.Welcomes, ho.HandoffDir))
+	}
+	switch {
+	case errors.Is(fin.NoCheckpoint, handoff.ErrRunFailed):
+		ui.log.Warn("the run stopped on an error, so the next run will hand this run's passwords off once more")
+	case fin.NoCheckpoint != nil:
+		ui.log.Warn("could not record the handoff in the journal; the next run will hand these passwords off again", "error", fin.NoCheckpoint.Error())
 	}
 	return nil
 }
@@ -193,7 +346,7 @@ func runProvision(ctx context.Context, cfg *config.Config, stdin io.Reader, stdo
 // checkedRoster is a roster that passed the offline check, with the options that
 // read it again.
 type checkedRoster struct {
-	src           *rosterSource
+	src           *roster.Source
 	opts          roster.Options
 	stats         roster.Stats
 	policy        password.Policy // the configured one; the server's may add to it
@@ -202,19 +355,19 @@ type checkedRoster struct {
 
 // checkRoster reads the whole roster once and reports every problem in it, before
 // anything is sent to the server.
-func checkRoster(cfg *config.Config, stdin io.Reader, log *slog.Logger) (*checkedRoster, error) {
-	src, err := openRoster(cfg, stdin)
+func checkRoster(cfg *config.Config, stdin io.Reader) (*checkedRoster, error) {
+	columns, err := roster.ParseColumns(cfg.Columns)
+	if err != nil {
+		return nil, usage(err, "")
+	}
+	src, err := openRoster(cfg.Roster, cfg.Format, stdin)
 	if err != nil {
 		return nil, err
 	}
-	columns, err := roster.ParseColumns(cfg.Columns)
-	if err != nil {
-		return nil, usageError{err}
-	}
-	cr := &checkedRoster{src: src, policy: password.Policy(cfg.Policy)}
+	cr := &checkedRoster{src: src, policy: cfg.Policy}
 	cr.opts = roster.Options{
 		Columns:       columns,
-		Format:        roster.Format(cfg.Format),
+		Format:        rosterFormat(cfg),
 		ServerName:    cfg.ServerName,
 		CheckPassword: cr.policy.Check,
 		CheckRecipient: func(s string) error {
@@ -223,103 +376,37 @@ func checkRoster(cfg *config.Config, stdin io.Reader, log *slog.Logger) (*checke
 			return err
 		},
 	}
-	if cr.stats, err = src.check(cr.opts); err != nil {
+	if cr.stats, err = src.Check(cr.opts); err != nil {
+		src.Close()
 		return nil, err
 	}
-	log.Debug("roster checked", "users", cr.stats.Users, "file", src.name)
 	return cr, nil
 }
 
-// rosterSource reads the roster twice: once to check it, once to provision it. A file
-// is simply reopened, so a million-row roster is never held in memory; standard input is
-// buffered.
-type rosterSource struct {
-	name string
-	path string
-	data []byte
+// rosterFormat is --format, or the one the roster's file name tells.
+func rosterFormat(cfg *config.Config) roster.Format {
+	if cfg.Format != "" || cfg.Roster == "-" {
+		return roster.Format(cfg.Format)
+	}
+	f, _ := roster.FormatFromName(cfg.Roster)
+	return f
 }
 
-func openRoster(cfg *config.Config, stdin io.Reader) (*rosterSource, error) {
-	if cfg.Roster == "-" {
-		b, err := io.ReadAll(io.LimitReader(stdin, maxStdinRoster+1))
-		if err != nil {
-			return nil, usageError{fmt.Errorf("reading the roster from standard input: %w", err)}
-		}
-		if len(b) > maxStdinRoster {
-			return nil, usageError{fmt.Errorf("the roster on standard input is larger than %d MiB: save it to a file and pass its name", maxStdinRoster>>20)}
-		}
-		return &rosterSource{name: "-", data: b}, nil
-	}
-	st, err := os.Stat(cfg.Roster)
-	if err != nil {
-		return nil, usageError{fmt.Errorf("cannot read the roster: %w", err)}
-	}
-	if st.IsDir() {
-		return nil, usageError{fmt.Errorf("the roster %s is a directory: name a .csv or .yaml file", cfg.Roster)}
-	}
-	if cfg.Format == "" {
-		if _, err := roster.FormatFromName(cfg.Roster); err != nil {
+// openRoster opens a roster file, or standard input for "-".
+func openRoster(path, format string, stdin io.Reader) (*roster.Source, error) {
+	if path != "-" && format == "" {
+		if _, err := roster.FormatFromName(path); err != nil {
 			return nil, usageError{err}
 		}
 	}
-	return &rosterSource{name: cfg.Roster, path: cfg.Roster}, nil
-}
-
-func (s *rosterSource) open() (io.ReadCloser, error) {
-	if s.path == "" {
-		return io.NopCloser(bytes.NewReader(s.data)), nil
-	}
-	return os.Open(s.path)
-}
-
-func (s *rosterSource) opts(o roster.Options) roster.Options {
-	if o.Format == "" && s.path != "" {
-		o.Format, _ = roster.FormatFromName(s.path)
-	}
-	return o
-}
-
-func (s *rosterSource) check(o roster.Options) (roster.Stats, error) {
-	f, err := s.open()
+	src, err := roster.OpenSource(path, stdin)
 	if err != nil {
-		return roster.Stats{}, usageError{fmt.Errorf("cannot read the roster: %w", err)}
+		if errors.Is(err, roster.ErrTooLarge) {
+			return nil, err
+		}
+		return nil, usage(fmt.Errorf("cannot read the roster: %w", err), "name a .csv or .yaml file")
 	}
-	defer f.Close()
-	st, err := roster.Check(f, s.name, s.opts(o))
-	if err != nil {
-		return st, rosterError{err}
-	}
-	return st, nil
-}
-
-func (s *rosterSource) each(o roster.Options, fn func(roster.User) error) error {
-	f, err := s.open()
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	return roster.Each(f, s.name, s.opts(o), fn)
-}
-
-// rosterError lists every problem of the roster (exit 2).
-type rosterError struct{ err error }
-
-func (e rosterError) Error() string {
-	var re *roster.Errors
-	if errors.As(e.err, &re) {
-		n := re.Total
-		return fmt.Sprintf("the roster has %d problem%s; nothing was sent to the server:\n%s", n, plural(n), re.Error())
-	}
-	return e.err.Error()
-}
-func (e rosterError) Unwrap() error { return e.err }
-func (e rosterError) ExitCode() int { return ExitUsage }
-
-func plural(n int) string {
-	if n == 1 {
-		return ""
-	}
-	return "s"
+	return src, nil
 }
 
 func operatorRecipients(cfg *config.Config) ([]age.Recipient, error) {
@@ -327,87 +414,47 @@ func operatorRecipients(cfg *config.Config) ([]age.Recipient, error) {
 	for _, s := range cfg.Recipients {
 		r, err := handoff.ParseRecipient(s)
 		if err != nil {
-			return nil, usageError{fmt.Errorf("--recipient: %w", err)}
+			return nil, usage(fmt.Errorf("--recipient: %w", err), "")
 		}
 		rcpts = append(rcpts, r)
 	}
 	if cfg.RecipientsFile != "" {
 		rs, err := handoff.ReadRecipientsFile(cfg.RecipientsFile)
 		if err != nil {
-			return nil, usageError{fmt.Errorf("--recipients-file: %w", err)}
+			return nil, usage(fmt.Errorf("--recipients-file: %w", err), "")
 		}
 		rcpts = append(rcpts, rs...)
 	}
 	if len(rcpts) == 0 && !cfg.Plaintext {
-		return nil, usageError{errors.New("no recipient for the credentials file: provision never writes passwords unencrypted unless asked\n" +
-			"  hint: make a key with `age-keygen -o key.txt` and pass its public key (age1...) with --recipient,\n" +
-			"        or pass an SSH public key (--recipient \"$(cat ~/.ssh/id_ed25519.pub)\"),\n" +
-			"        or, if you must, --plaintext-credentials (the file is then readable by anyone who can read it, mode 0600)")}
+		return nil, usage(errors.New("no recipient for the credentials file: provision never writes passwords unencrypted unless asked"),
+			"make a key with `age-keygen -o key.txt` and pass its public key (age1...) with --recipient,\n"+
+				"        or pass an SSH public key (--recipient \"$(cat ~/.ssh/id_ed25519.pub)\"),\n"+
+				"        or, if you must, --plaintext-credentials (the file is then readable by anyone who can read it, mode 0600)")
 	}
 	return rcpts, nil
 }
 
-func newClient(cfg *config.Config) (*matrix.Client, error) {
-	hc := matrix.DefaultHTTPClient()
-	tr := hc.Transport.(*http.Transport)
-	tr.MaxIdleConnsPerHost = max(tr.MaxIdleConnsPerHost, cfg.Concurrency+4)
-	tr.MaxIdleConns = max(tr.MaxIdleConns, cfg.Concurrency+4)
-	if cfg.CAFile != "" {
-		pem, err := os.ReadFile(cfg.CAFile)
-		if err != nil {
-			return nil, usageError{fmt.Errorf("--ca-file: %w", err)}
-		}
-		pool, err := x509.SystemCertPool()
-		if err != nil || pool == nil {
-			pool = x509.NewCertPool()
-		}
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, usageError{fmt.Errorf("--ca-file %s holds no PEM certificate", cfg.CAFile)}
-		}
-		tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
-	}
-	// Each request has its own --request-timeout; the client's overall one must not cut it shorter.
-	hc.Timeout = max(hc.Timeout, cfg.RequestTimeout+10*time.Second)
-	c, err := matrix.NewClient(cfg.Homeserver, hc)
-	if err != nil {
-		return nil, usageError{fmt.Errorf("--homeserver: %w", err)}
-	}
-	return c, nil
-}
-
-// preflight checks, with read-only requests, that the homeserver can do the job, and
-// returns the server name when it can be known before the first registration.
-func preflight(ctx context.Context, c *matrix.Client, cfg *config.Config, log *slog.Logger) (serverName string, err error) {
-	ctx, cancel := context.WithTimeout(ctx, cfg.RequestTimeout)
-	defer cancel()
-	if _, err := c.Versions(ctx); err != nil {
-		return "", failure{err: fmt.Errorf("no Matrix homeserver answers at %s: %w", cfg.Homeserver, err),
-			hint: "check --homeserver: it is the URL clients use (the one in Element's login screen), e.g. https://matrix.example.org"}
-	}
-	// Checks the secret itself without creating anyone (a dry run too), so a wrong
-	// secret stops the run here instead of failing every user.
-	if err := c.VerifySharedSecret(ctx, cfg.SharedSecret); err != nil {
-		if errors.Is(err, matrix.ErrSharedSecretMismatch) {
-			return "", usageError{fmt.Errorf("%w\n  hint: the secret from %s is not the one in the server's config (registration_shared_secret)", err, cfg.SharedSecretSource)}
-		}
-		return "", failure{err: err}
-	}
-	if cfg.ServerName != "" {
-		return cfg.ServerName, nil
-	}
-	sn, err := c.ServerName(ctx)
-	if err != nil {
-		log.Debug("server name not learned yet; it will be taken from the first registration", "error", err.Error())
-		return "", nil
-	}
-	return sn, nil
-}
-
 // checkOutputs finds, before the first request, what would keep the run from storing
-// its results: a directory that is missing or not writable, an earlier run's
-// credentials file (replaced only with --force), a handoff directory that cannot be
-// made. Found later, it would stop the run with accounts created and not handed off.
+// its results: two outputs that are one file, a directory that is missing or not
+// writable, a handoff directory that cannot be made. Found later, it would stop the
+// run with accounts created and not handed off. An existing credentials file is no
+// obstacle: the new one goes beside it.
 func checkOutputs(cfg *config.Config, withRecipient bool) error {
+	outs := []safefile.Output{
+		{Flag: "--report", Path: cfg.Report},
+		{Flag: "--metrics-file", Path: cfg.MetricsFile},
+		{Flag: "--config", Path: cfg.ConfigFile},
+		{Flag: "--roster", Path: cfg.Roster},
+	}
+	if !cfg.DryRun {
+		outs = append(outs,
+			safefile.Output{Flag: "--credentials", Path: cfg.Credentials},
+			safefile.Output{Flag: "--journal", Path: cfg.Journal},
+		)
+	}
+	if err := safefile.CheckDistinct(outs...); err != nil {
+		return usage(fmt.Errorf("%w: nothing was sent", err), "give each output a file of its own: a report written over the credentials would destroy every password in them")
+	}
 	if cfg.Report != "-" {
 		if err := checkWritable("--report", cfg.Report, filepath.Dir(cfg.Report)); err != nil {
 			return err
@@ -417,13 +464,6 @@ func checkOutputs(cfg *config.Config, withRecipient bool) error {
 		return nil
 	}
 	if err := checkWritable("--credentials", cfg.Credentials, filepath.Dir(cfg.Credentials)); err != nil {
-		return err
-	}
-	if _, err := os.Lstat(cfg.Credentials); err == nil && !cfg.Force {
-		return usageError{fmt.Errorf("the credentials file %s exists, perhaps from an earlier run; provision never overwrites one\n"+
-			"  hint: move it away, name another file with --credentials, or pass --force to replace it", cfg.Credentials)}
-	}
-	if err := checkWritable("--journal", cfg.Journal, filepath.Dir(cfg.Journal)); err != nil {
 		return err
 	}
 	if withRecipient {
@@ -436,7 +476,7 @@ func checkOutputs(cfg *config.Config, withRecipient bool) error {
 				return checkWritable("--handoff-dir", cfg.HandoffDir, dir)
 			}
 			if !errors.Is(err, os.ErrNotExist) || filepath.Dir(dir) == dir {
-				return usageError{fmt.Errorf("--handoff-dir %s cannot be made: %w\n  hint: choose another directory for the users' welcome files", cfg.HandoffDir, err)}
+				return usage(fmt.Errorf("--handoff-dir %s cannot be made: %w", cfg.HandoffDir, err), "choose another directory for the users' welcome files")
 			}
 			dir = filepath.Dir(dir)
 		}
@@ -452,44 +492,13 @@ func checkWritable(flag, path, dir string) error {
 		if errors.As(err, &pe) {
 			err = pe.Err
 		}
-		return usageError{fmt.Errorf("%s %s: cannot create a file in %s: %w\n  hint: create the directory or make it writable, or choose another path", flag, path, dir, err)}
+		return usage(fmt.Errorf("%s %s: cannot create a file in %s: %w", flag, path, dir, err), "create the directory or make it writable, or choose another path")
 	}
 	name := f.Name()
 	f.Close()
 	_ = os.Remove(name)
 	return nil
 }
-
-// serverPolicy is the configured password policy made as strict as the one the
-// server publishes, if it publishes one (Synapse does; Dendrite does not).
-func serverPolicy(ctx context.Context, c *matrix.Client, local password.Policy, log *slog.Logger) password.Policy {
-	pol, ok, err := c.PasswordPolicy(ctx)
-	switch {
-	case err != nil:
-		log.Warn("could not read the server's password policy; using the configured one", "error", err.Error())
-	case ok:
-		return local.Merge(password.Policy(pol))
-	}
-	return local
-}
-
-func journalError(cfg *config.Config, err error) error {
-	switch {
-	case errors.Is(err, journal.ErrLocked):
-		return lockedError{err}
-	case errors.Is(err, journal.ErrWrongKey), errors.Is(err, journal.ErrOtherHomeserver):
-		return usageError{fmt.Errorf("%w\n  hint: use the same secret and --homeserver as the run that wrote %s, or start over with --fresh (the old journal is kept aside)", err, cfg.Journal)}
-	}
-	return usageError{err}
-}
-
-// lockedError: another run holds the journal (exit 3), the usual case being two cron
-// runs that overlap.
-type lockedError struct{ err error }
-
-func (e lockedError) Error() string { return e.err.Error() }
-func (e lockedError) Unwrap() error { return e.err }
-func (e lockedError) ExitCode() int { return ExitLocked }
 
 // reportFile is the report's destination: a file written atomically, or stdout.
 type reportFile struct {
@@ -501,16 +510,17 @@ type reportFile struct {
 func openReport(path string, stdout io.Writer) (*reportFile, error) {
 	f, err := report.FormatFor(path)
 	if err != nil {
-		return nil, usageError{err}
+		return nil, usage(err, "")
 	}
 	rf := &reportFile{}
 	var out io.Writer = stdout
 	if path != "-" {
 		// The report holds no secret, but it is replaced whole so that a reader (or a
 		// monitoring job) never sees half of it.
+		safefile.RemoveStale(path)
 		rf.file, err = safefile.Create(path, true)
 		if err != nil {
-			return nil, usageError{fmt.Errorf("report: %w", err)}
+			return nil, usage(fmt.Errorf("report: %w", err), "")
 		}
 		out = rf.file
 	}

@@ -40,6 +40,7 @@ type ui struct {
 	tty   bool
 	json  bool
 
+	opts        uiOptions
 	credentials string // the credentials file, once written: for the JSON summary
 
 	mu       sync.Mutex
@@ -55,8 +56,22 @@ type ui struct {
 
 const maxListedFailures = 50
 
-func newUI(cfg *config.Config, stderr io.Writer, secrets *redact.Set) *ui {
-	u := &ui{quiet: cfg.Quiet, json: cfg.LogFormat == "json"}
+// uiOptions is what the terminal UI needs of the configuration.
+type uiOptions struct {
+	Quiet               bool
+	LogLevel, LogFormat string
+	DryRun              bool
+	Plaintext           bool   // the credentials file is not encrypted
+	Report              string // where the report goes ("-": standard output)
+}
+
+func uiOptionsOf(cfg *config.Config) uiOptions {
+	return uiOptions{Quiet: cfg.Quiet, LogLevel: cfg.LogLevel, LogFormat: cfg.LogFormat,
+		DryRun: cfg.DryRun, Plaintext: cfg.Plaintext, Report: cfg.Report}
+}
+
+func newUI(cfg uiOptions, stderr io.Writer, secrets *redact.Set) *ui {
+	u := &ui{quiet: cfg.Quiet, json: cfg.LogFormat == "json", opts: cfg}
 	if f, ok := stderr.(*os.File); ok && !u.json && term.IsTerminal(int(f.Fd())) && os.Getenv("TERM") != "dumb" {
 		u.tty = true
 	}
@@ -127,7 +142,7 @@ const progressEvery = 30 * time.Second
 // start shows a progress bar on a terminal. Elsewhere (cron, CI, a pipe) nothing is
 // drawn, so no escape codes end up in a log file: a plain log line says how far the
 // run got every half minute instead.
-func (u *ui) start(total int, cfg *config.Config) {
+func (u *ui) start(total int) {
 	if u.quiet {
 		return
 	}
@@ -147,7 +162,7 @@ func (u *ui) start(total int, cfg *config.Config) {
 		return
 	}
 	name := "provisioning"
-	if cfg.DryRun {
+	if u.opts.DryRun {
 		name = "checking"
 	}
 	p := mpb.New(mpb.WithOutput(u.raw), mpb.WithWidth(32), mpb.WithAutoRefresh())
@@ -218,46 +233,46 @@ func (u *ui) stop() {
 	u.mu.Unlock()
 }
 
-func (u *ui) credentialsWritten(n int, cfg *config.Config) {
-	u.credentials = cfg.Credentials
+func (u *ui) credentialsWritten(n int, path string) {
+	u.credentials = path
 	if u.quiet {
 		return
 	}
 	if u.json {
-		if cfg.Plaintext {
+		if u.opts.Plaintext {
 			u.log.Warn("the passwords are in the credentials file UNENCRYPTED (mode 0600): move them to a safe place and delete the file",
-				"users", n, "credentials", cfg.Credentials, "encrypted", false)
+				"users", n, "credentials", path, "encrypted", false)
 			return
 		}
 		u.log.Info("passwords written to the credentials file, encrypted with age",
-			"users", n, "credentials", cfg.Credentials, "encrypted", true,
-			"open_with", "age -d -i YOUR-KEY-FILE "+cfg.Credentials,
+			"users", n, "credentials", path, "encrypted", true,
+			"open_with", "age -d -i YOUR-KEY-FILE "+path,
 			"note", "the server cannot force a password change: ask each person to change theirs at first login")
 		return
 	}
-	if cfg.Plaintext {
-		fmt.Fprintf(u.out, "WARNING: the passwords of %d user(s) are in %s UNENCRYPTED (mode 0600): move them to a safe place and delete the file\n", n, cfg.Credentials)
+	if u.opts.Plaintext {
+		fmt.Fprintf(u.out, "WARNING: the passwords of %d user(s) are in %s UNENCRYPTED (mode 0600): move them to a safe place and delete the file\n", n, path)
 		return
 	}
-	fmt.Fprintf(u.out, "passwords of %d user(s) written to %s, encrypted with age; open it with:\n  age -d -i YOUR-KEY-FILE %s\n", n, cfg.Credentials, cfg.Credentials)
+	fmt.Fprintf(u.out, "passwords of %d user(s) written to %s, encrypted with age; open it with:\n  age -d -i YOUR-KEY-FILE %s\n", n, path, path)
 	fmt.Fprintln(u.out, "  (the server cannot force a password change: ask each person to change theirs at first login)")
 }
 
 // summary prints what the run did: a table of counts per status, then every failed
 // user with the server's errcode, its message and what to do about it. With --quiet it
 // prints only the failures, and nothing after a clean run.
-func (u *ui) summary(s *report.Summary, cfg *config.Config) {
+func (u *ui) summary(s *report.Summary) {
 	if s == nil || (u.quiet && u.nfailed == 0) {
 		return
 	}
 	if u.json {
-		u.summaryJSON(s, cfg)
+		u.summaryJSON(s)
 		return
 	}
 	var b strings.Builder
 	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
 	title := fmt.Sprintf("%d user%s", s.Total, plural(s.Total))
-	if cfg.DryRun {
+	if u.opts.DryRun {
 		title = "dry run, nothing was changed: " + title
 	}
 	took := s.Duration().Round(time.Millisecond)
@@ -309,7 +324,7 @@ type failedUser struct {
 // summaryJSON is the summary as one "summary" record: at level ERROR when some users
 // failed (the run exits 1), else INFO. JSON escapes what printable would, so the
 // server's text goes in whole.
-func (u *ui) summaryJSON(s *report.Summary, cfg *config.Config) {
+func (u *ui) summaryJSON(s *report.Summary) {
 	counts := []any{}
 	for _, st := range statusOrder(s) {
 		counts = append(counts, slog.Int(string(st), s.Counts[st]))
@@ -317,7 +332,7 @@ func (u *ui) summaryJSON(s *report.Summary, cfg *config.Config) {
 	attrs := []any{
 		"users", s.Total,
 		slog.Group("counts", counts...),
-		"dry_run", cfg.DryRun,
+		"dry_run", u.opts.DryRun,
 		"seconds", s.Duration().Seconds(),
 	}
 	level := slog.LevelInfo
@@ -332,7 +347,7 @@ func (u *ui) summaryJSON(s *report.Summary, cfg *config.Config) {
 			attrs = append(attrs, "failed_not_listed", more) // the report has every one
 		}
 	}
-	attrs = append(attrs, "report", cfg.Report)
+	attrs = append(attrs, "report", u.opts.Report)
 	if u.credentials != "" {
 		attrs = append(attrs, "credentials", u.credentials)
 	}
@@ -349,8 +364,9 @@ func logFinalError(cfg *config.Config, stderr io.Writer, err error) error {
 		return err
 	}
 	secrets := &redact.Set{}
-	secrets.Add(string(cfg.SharedSecret))
-	secrets.Add(string(cfg.AdminToken))
+	for _, s := range cfg.Secrets() {
+		secrets.Add(string(s))
+	}
 	log := slog.New(redact.NewHandler(slog.NewJSONHandler(stderr, nil), secrets))
 	code := codeOf(err)
 	// Errors end with their hint on a line of their own (see failure): a field here.

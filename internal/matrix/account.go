@@ -1,6 +1,8 @@
 package matrix
 
 import (
+	"github.com/provision-matrix/provision/internal/password"
+
 	"context"
 	"encoding/json"
 	"errors"
@@ -123,14 +125,8 @@ func (c *Client) available(ctx context.Context, path string, token []byte, local
 
 // PasswordPolicy is the policy a server publishes (Synapse's
 // password_config.policy): what a password must satisfy at the user's next
-// password change.
-type PasswordPolicy struct {
-	MinLength        int
-	RequireDigit     bool
-	RequireSymbol    bool // anything outside [a-zA-Z0-9]
-	RequireLowercase bool
-	RequireUppercase bool
-}
+// password change. It is provision's one policy type.
+type PasswordPolicy = password.Policy
 
 // PasswordPolicy reads GET /_matrix/client/v3/password_policy. The bool is
 // false when the server has no such endpoint (Dendrite: 404 M_UNRECOGNIZED);

@@ -1,0 +1,160 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+
+	"github.com/provision-matrix/provision/internal/batch"
+	"github.com/provision-matrix/provision/internal/config"
+	"github.com/provision-matrix/provision/internal/journal"
+	"github.com/provision-matrix/provision/internal/matrix"
+	"github.com/provision-matrix/provision/internal/reconcile"
+	"github.com/provision-matrix/provision/internal/roster"
+)
+
+// Exit codes. They are part of provision's interface: cron jobs and scripts branch on
+// them, so they never change meaning.
+const (
+	ExitOK          = 0   // every user is created or was already there
+	ExitFailed      = 1   // some users failed, or the server could not be used; see the report
+	ExitUsage       = 2   // bad flags, configuration or roster: nothing was sent
+	ExitLocked      = 3   // another provision run holds the journal's lock
+	ExitInterrupted = 130 // stopped by Ctrl-C or SIGTERM; run the same command again to resume
+)
+
+// This file is the one place where an error becomes an exit code and advice. The
+// library packages say what failed, with typed errors and sentinels; the CLI adds
+// what to do about it here, once, by type and never by the error's text.
+
+// exitCoder is an error that knows its exit code.
+type exitCoder interface{ ExitCode() int }
+
+// cliError is an error with its exit code and the advice shown under it.
+type cliError struct {
+	code int
+	err  error
+	hint string
+}
+
+func (e *cliError) Error() string {
+	if e.hint == "" {
+		return e.err.Error()
+	}
+	return e.err.Error() + "\n  hint: " + e.hint
+}
+func (e *cliError) Unwrap() error { return e.err }
+func (e *cliError) ExitCode() int { return e.code }
+
+// usage is a mistake in how provision was called, its configuration or roster: exit
+// 2, nothing was sent.
+func usage(err error, hint string) error { return &cliError{code: ExitUsage, err: err, hint: hint} }
+
+// failed is a run that could not do its work: exit 1.
+func failed(err error, hint string) error { return &cliError{code: ExitFailed, err: err, hint: hint} }
+
+// usageError is a mistake in how provision was called, with any hint already in it.
+type usageError struct{ err error }
+
+func (e usageError) Error() string { return e.err.Error() }
+func (e usageError) Unwrap() error { return e.err }
+func (e usageError) ExitCode() int { return ExitUsage }
+
+// silentError carries an exit code for an outcome that has already been explained on
+// stderr (the summary of a run with failures, for example).
+type silentError struct{ code int }
+
+func (e *silentError) Error() string { return fmt.Sprintf("exit %d", e.code) }
+func (e *silentError) ExitCode() int { return e.code }
+
+// codeOf is the exit code err ends the process with.
+func codeOf(err error) int {
+	if err == nil {
+		return ExitOK
+	}
+	var ec exitCoder
+	if errors.As(err, &ec) {
+		return ec.ExitCode()
+	}
+	if errors.Is(err, context.Canceled) {
+		return ExitInterrupted
+	}
+	return ExitFailed
+}
+
+// explain turns an error of the pipeline into what the operator reads: the exit code
+// and the advice for what went wrong. what names the step ("" = the error says it).
+func explain(cfg *config.Config, err error) error {
+	if err == nil {
+		return nil
+	}
+	var ec exitCoder
+	if errors.As(err, &ec) {
+		return err // explained already
+	}
+	var (
+		re *roster.Errors
+		ce *config.Error
+		le *reconcile.LimitError
+		co *journal.CorruptError
+		ex *batch.ExhaustedError
+		wt *batch.WaitTooLongError
+	)
+	switch {
+	case errors.As(err, &re):
+		n := re.Total
+		return &cliError{code: ExitUsage, err: fmt.Errorf("the roster has %d problem%s; nothing was sent to the server:\n%s", n, plural(n), re.Error())}
+	case errors.As(err, &ce):
+		return usageError{err}
+	case errors.Is(err, roster.ErrChanged):
+		return usage(err, "something rewrote the roster while provision ran: let the export finish first (write it to a new file and rename it into place), then run again")
+	case errors.Is(err, roster.ErrTooLarge):
+		return usage(err, "save it to a file and pass the file's name")
+	case errors.Is(err, journal.ErrLocked):
+		return &cliError{code: ExitLocked, err: err, hint: "another provision run against this server is still working (cron runs that overlap); try again when it has finished"}
+	case errors.Is(err, journal.ErrWrongKey):
+		return usage(err, "the journal's key file is missing or not the one it was written with; restore it from where the journal came from, or, if every password in it was handed off, start over with --fresh")
+	case errors.Is(err, journal.ErrOtherHomeserver):
+		return usage(err, "use the same --homeserver as the run that wrote the journal, or name another journal with --journal")
+	case errors.Is(err, journal.ErrUndelivered):
+		return usage(err, "hand those passwords off first: provision recover --recipient KEY (with the same --homeserver and --journal), then --fresh")
+	case errors.As(err, &co):
+		return usage(err, "restore the journal from a backup, or start a new one with --fresh (the damaged one is kept)")
+	case errors.Is(err, matrix.ErrCAFile):
+		return usage(err, "--ca-file takes a PEM file of CA certificates (-----BEGIN CERTIFICATE-----), e.g. your private CA's ca.crt")
+	case errors.Is(err, matrix.ErrNoAdminAPI):
+		return usage(fmt.Errorf("the server at %s has no Synapse admin API, which the admin-token mode needs: nothing was sent", cfg.Homeserver),
+			"Dendrite has no such API: create accounts there with the shared-secret mode instead\n"+
+				"        (--shared-secret-file FILE holding registration_shared_secret from dendrite.yaml; it creates accounts but never updates or deactivates them).\n"+
+				"        If this is Synapse, make the reverse proxy forward /_synapse/admin to it")
+	case errors.Is(err, matrix.ErrBadToken):
+		return usage(fmt.Errorf("the server does not accept the admin token from %s: nothing was changed", cfg.AdminTokenSource),
+			"the token is unknown, expired or logged out: log in as the admin again and save the new access token")
+	case errors.Is(err, matrix.ErrNotAdmin):
+		return usage(fmt.Errorf("the admin token from %s belongs to a user who is not a server admin: nothing was changed", cfg.AdminTokenSource),
+			"use the access token of a server admin (e.g. one created with register_new_matrix_user --admin)")
+	case errors.Is(err, matrix.ErrSharedSecretMismatch):
+		return usage(err, fmt.Sprintf("the secret from %s is not the one in the server's config (registration_shared_secret)", cfg.SharedSecretSource))
+	case errors.Is(err, errDelegated):
+		return usage(err, "this server's logins are handled by the Matrix Authentication Service: provision it through MAS with --mas URL --mas-client-id ID --mas-client-secret-file FILE (see docs/mas.md)")
+	case errors.As(err, &le):
+		return usage(fmt.Errorf("refusing to deactivate %d accounts, more than --max-deactivate %d: nothing was changed", le.Count, le.Max),
+			fmt.Sprintf("check the roster first (a truncated or empty export does this); `provision plan` with the same flags lists who would go;\n"+
+				"        if that is right, run again with --max-deactivate %d", le.Count))
+	case errors.As(err, &wt):
+		return failed(err, "the server (or a proxy in front of it) is rate limiting hard; run again later, or raise --max-retry-after if waiting that long is fine")
+	case errors.As(err, &ex):
+		return failed(err, "the server kept failing; check that it is up (and its log), then run the same command again: nothing is lost")
+	case errors.Is(err, fs.ErrExist):
+		return usage(err, "move it away, or choose another path")
+	}
+	return failed(err, "")
+}
+
+func plural(n int) string {
+	if n == 1 {
+		return ""
+	}
+	return "s"
+}
