@@ -10,7 +10,6 @@ package config
 import (
 	"errors"
 	"fmt"
-	"github.com/provision-matrix/provision/internal/suggest"
 	"math"
 	"net"
 	"net/url"
@@ -23,6 +22,9 @@ import (
 
 	"github.com/spf13/pflag"
 	"github.com/spf13/viper"
+
+	"github.com/provision-matrix/provision/internal/password"
+	"github.com/provision-matrix/provision/internal/suggest"
 )
 
 // EnvPrefix is the prefix of every environment variable provision reads.
@@ -49,7 +51,7 @@ type Config struct {
 	AdminToken       Secret
 	AdminTokenSource string
 	// Policy is the password policy found in --synapse-config files (zero when none).
-	Policy Policy
+	Policy password.Policy
 
 	Recipients     []string
 	RecipientsFile string
@@ -90,12 +92,6 @@ type Config struct {
 	// Warnings are things the operator should fix but that do not stop the run
 	// (a world-readable secret file, for example).
 	Warnings []string
-}
-
-// Policy is a password policy as Synapse's password_config.policy states it.
-type Policy struct {
-	MinLength                                                       int
-	RequireDigit, RequireSymbol, RequireLowercase, RequireUppercase bool
 }
 
 // Secret holds a secret value. It prints as "[REDACTED]" so that a stray %v or a

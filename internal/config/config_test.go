@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"github.com/spf13/pflag"
+
+	"github.com/provision-matrix/provision/internal/password"
 )
 
 func writeFile(t *testing.T, dir, name, content string, mode os.FileMode) string {
@@ -189,7 +191,7 @@ password_config:
 	if sc.ServerName != "example.org" || string(sc.SharedSecret) != "from-path" {
 		t.Errorf("got server %q secret %q", sc.ServerName, sc.SharedSecret)
 	}
-	want := Policy{MinLength: 15, RequireDigit: true, RequireSymbol: true}
+	want := password.Policy{MinLength: 15, RequireDigit: true, RequireSymbol: true}
 	if sc.Policy != want {
 		t.Errorf("policy %+v, want %+v", sc.Policy, want)
 	}

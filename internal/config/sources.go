@@ -11,6 +11,8 @@ import (
 
 	"github.com/spf13/viper"
 	"go.yaml.in/yaml/v3"
+
+	"github.com/provision-matrix/provision/internal/password"
 )
 
 // maxSecretFile bounds what is read from a secret file: a shared secret or token is a
@@ -132,7 +134,7 @@ type SynapseConfig struct {
 	ServerName         string
 	SharedSecret       Secret
 	SharedSecretSource string
-	Policy             Policy
+	Policy             password.Policy
 	Warnings           []string
 }
 
@@ -202,7 +204,7 @@ func ReadSynapseConfigs(paths []string) (*SynapseConfig, error) {
 
 	if pc, ok := merged["password_config"].(map[string]any); ok {
 		if pol, ok := pc["policy"].(map[string]any); ok && truthy(pol["enabled"]) {
-			sc.Policy = Policy{
+			sc.Policy = password.Policy{
 				MinLength:        intOf(pol["minimum_length"]),
 				RequireDigit:     truthy(pol["require_digit"]),
 				RequireSymbol:    truthy(pol["require_symbol"]),
