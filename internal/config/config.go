@@ -394,15 +394,29 @@ func isAuto(rate string) bool { return strings.EqualFold(strings.TrimSpace(rate)
 
 func envName(key string) string { return strings.ToUpper(strings.ReplaceAll(key, "-", "_")) }
 
+// readConfigFile reads --config through a size cap and its own YAML check, then hands
+// the settings to viper: viper would read any size, and its parse errors quote the
+// file, which may be a secret file named by mistake.
 func readConfigFile(v *viper.Viper, file string, known map[string]bool) error {
-	v.SetConfigFile(file)
-	v.SetConfigType("yaml")
-	if err := v.ReadInConfig(); err != nil {
-		var pe *os.PathError
-		if errors.As(err, &pe) || errors.Is(err, os.ErrNotExist) {
-			return errorf("check the path given to --config", "cannot read config file %s: %v", file, err)
+	b, _, err := readCapped(file, maxConfigFile)
+	if err != nil {
+		var tl *tooLargeError
+		if errors.As(err, &tl) {
+			return errorf("the config file holds a few settings; check the path given to --config", "config file %v", err)
 		}
-		return errorf("the config file is YAML with the flag names as keys; see samples/provision.yaml", "config file %s: %v", file, err)
+		return errorf("check the path given to --config", "config file: %v", err)
+	}
+	settings, err := parseYAMLMapping(b)
+	if err != nil {
+		hint := "the config file is YAML with the flag names as keys, e.g. concurrency: 8; see samples/provision.yaml"
+		var ye *yamlError
+		if errors.As(err, &ye) && ye.scalar {
+			hint = "a secret goes in its own file, given with --shared-secret-file, --admin-token-file, --mas-client-secret-file or --ldap-password-file; --config takes settings (see samples/provision.yaml)"
+		}
+		return errorf(hint, "config file %s: %v", file, err)
+	}
+	if err := v.MergeConfigMap(settings); err != nil {
+		return errorf("see samples/provision.yaml", "config file %s: the settings cannot be read", file)
 	}
 	// A misspelt key must not be silently ignored: it would leave a safety setting at
 	// its default.
@@ -413,7 +427,7 @@ func readConfigFile(v *viper.Viper, file string, known map[string]bool) error {
 		}
 		top := strings.SplitN(k, ".", 2)[0]
 		if !known[top] || top == fConfig {
-			unknown = append(unknown, top)
+			unknown = append(unknown, printableKey(top))
 		}
 	}
 	if len(unknown) > 0 {
@@ -423,11 +437,19 @@ func readConfigFile(v *viper.Viper, file string, known map[string]bool) error {
 			hint = fmt.Sprintf("did you mean %q? %s", s, hint)
 		}
 		for _, k := range unknown {
-			if k == "shared-secret" || k == "admin-token" {
-				hint = "a secret never goes in the config file: use shared-secret-file / admin-token-file"
+			switch k {
+			case "server_name", "registration_shared_secret", "registration_shared_secret_path", "password_config":
+				hint = "this looks like Synapse's homeserver.yaml: pass it with --synapse-config, and keep provision's own settings in another file"
+			case "shared-secret", "admin-token", "mas-client-secret", "ldap-password":
+				hint = "a secret never goes in the config file: use shared-secret-file, admin-token-file, mas-client-secret-file or ldap-password-file"
 			}
 		}
-		return errorf(hint, "config file %s: unknown key(s): %s", file, strings.Join(unknown, ", "))
+		const most = 8
+		list := strings.Join(unknown, ", ")
+		if len(unknown) > most {
+			list = fmt.Sprintf("%s and %d more", strings.Join(unknown[:most], ", "), len(unknown)-most)
+		}
+		return errorf(hint, "config file %s: unknown key(s): %s", file, list)
 	}
 	return nil
 }
