@@ -29,15 +29,27 @@ func (c *Config) loadSecrets(v *viper.Viper, getenv func(string) string, synapse
 	}
 
 	var err error
-	c.SharedSecret, c.SharedSecretSource, err = c.secretFrom(v, getenv, fSharedSecretFile, EnvPrefix+"_SHARED_SECRET", "shared secret", "registration_shared_secret")
+	c.SharedSecret, c.SharedSecretSource, err = c.secretFrom(v, getenv, fSharedSecretFile, EnvSharedSecret, "shared secret", "registration_shared_secret")
 	if err != nil {
 		return err
 	}
 	if c.SharedSecret == nil && syn != nil && syn.SharedSecret != nil {
 		c.SharedSecret, c.SharedSecretSource = syn.SharedSecret, syn.SharedSecretSource
 	}
-	c.AdminToken, c.AdminTokenSource, err = c.secretFrom(v, getenv, fAdminTokenFile, EnvPrefix+"_ADMIN_TOKEN", "admin token", "a Synapse admin's access token")
-	return err
+	c.AdminToken, c.AdminTokenSource, err = c.secretFrom(v, getenv, fAdminTokenFile, EnvAdminToken, "admin token", "a Synapse admin's access token")
+	if err != nil {
+		return err
+	}
+	c.MASClientSecret, c.MASClientSecretSource, err = c.secretFrom(v, getenv, fMASClientSecret, EnvMASClientSecret, "MAS client secret", "the client_secret of provision's client in MAS's config")
+	if err != nil {
+		return err
+	}
+	c.LDAPPassword, c.LDAPPasswordSource, err = c.secretFrom(v, getenv, fLDAPPasswordFile, EnvLDAPPassword, "directory password", "the directory service account's password")
+	if err != nil {
+		return err
+	}
+	c.dropUnused()
+	return nil
 }
 
 // secretFrom reads a secret from the file named by the flag (or its PROVISION_…_FILE
