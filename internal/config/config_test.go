@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"github.com/spf13/pflag"
+
+	"github.com/provision-matrix/provision/internal/password"
 )
 
 func writeFile(t *testing.T, dir, name, content string, mode os.FileMode) string {
@@ -33,8 +35,19 @@ func load(t *testing.T, args []string, env map[string]string) (*Config, error) {
 	for k, v := range env {
 		t.Setenv(k, v)
 	}
-	return Load(fs, fs.Args(), func(k string) string { return env[k] })
+	return Load(fs, fs.Args(), func(k string) string {
+		if v, ok := env[k]; ok {
+			return v
+		}
+		if k == "HOME" {
+			// Whoever runs the tests, the default state directory is the same.
+			return testHome
+		}
+		return ""
+	})
 }
+
+const testHome = "/home/tester"
 
 func TestLoadPrecedence(t *testing.T) {
 	dir := t.TempDir()
@@ -58,8 +71,9 @@ func TestLoadPrecedence(t *testing.T) {
 	if string(c.SharedSecret) != "s3cret-from-file" {
 		t.Errorf("secret not read and trimmed from the file")
 	}
-	if c.Roster != "roster.csv" || c.Journal != "provision.journal" {
-		t.Errorf("roster %q journal %q", c.Roster, c.Journal)
+	if c.Roster != "roster.csv" || c.Journal != "" || c.StateDir != testHome+"/.local/state/provision" {
+		t.Errorf("roster %q journal %q state dir %q, want the roster, no journal file (the CLI picks one per server) and ~/.local/state/provision",
+			c.Roster, c.Journal, c.StateDir)
 	}
 	if !strings.HasPrefix(c.Credentials, "credentials-") || !strings.HasSuffix(c.Credentials, ".age") {
 		t.Errorf("default credentials path %q", c.Credentials)
@@ -189,7 +203,7 @@ password_config:
 	if sc.ServerName != "example.org" || string(sc.SharedSecret) != "from-path" {
 		t.Errorf("got server %q secret %q", sc.ServerName, sc.SharedSecret)
 	}
-	want := Policy{MinLength: 15, RequireDigit: true, RequireSymbol: true}
+	want := password.Policy{MinLength: 15, RequireDigit: true, RequireSymbol: true}
 	if sc.Policy != want {
 		t.Errorf("policy %+v, want %+v", sc.Policy, want)
 	}

@@ -4,21 +4,14 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
 
 	"github.com/spf13/viper"
-	"go.yaml.in/yaml/v3"
+
+	"github.com/provision-matrix/provision/internal/password"
 )
-
-// maxSecretFile bounds what is read from a secret file: a shared secret or token is a
-// few dozen bytes, and reading a multi-gigabyte file by mistake should fail fast.
-const maxSecretFile = 64 << 10
-
-// maxSynapseConfig bounds a Synapse config file (homeserver.yaml is a few tens of KiB).
-const maxSynapseConfig = 16 << 20
 
 func (c *Config) loadSecrets(v *viper.Viper, getenv func(string) string, synapseConfigs []string) error {
 	var syn *SynapseConfig
@@ -36,15 +29,27 @@ func (c *Config) loadSecrets(v *viper.Viper, getenv func(string) string, synapse
 	}
 
 	var err error
-	c.SharedSecret, c.SharedSecretSource, err = c.secretFrom(v, getenv, fSharedSecretFile, EnvPrefix+"_SHARED_SECRET", "shared secret", "registration_shared_secret")
+	c.SharedSecret, c.SharedSecretSource, err = c.secretFrom(v, getenv, fSharedSecretFile, EnvSharedSecret, "shared secret", "registration_shared_secret")
 	if err != nil {
 		return err
 	}
 	if c.SharedSecret == nil && syn != nil && syn.SharedSecret != nil {
 		c.SharedSecret, c.SharedSecretSource = syn.SharedSecret, syn.SharedSecretSource
 	}
-	c.AdminToken, c.AdminTokenSource, err = c.secretFrom(v, getenv, fAdminTokenFile, EnvPrefix+"_ADMIN_TOKEN", "admin token", "a Synapse admin's access token")
-	return err
+	c.AdminToken, c.AdminTokenSource, err = c.secretFrom(v, getenv, fAdminTokenFile, EnvAdminToken, "admin token", "a Synapse admin's access token")
+	if err != nil {
+		return err
+	}
+	c.MASClientSecret, c.MASClientSecretSource, err = c.secretFrom(v, getenv, fMASClientSecret, EnvMASClientSecret, "MAS client secret", "the client_secret of provision's client in MAS's config")
+	if err != nil {
+		return err
+	}
+	c.LDAPPassword, c.LDAPPasswordSource, err = c.secretFrom(v, getenv, fLDAPPasswordFile, EnvLDAPPassword, "directory password", "the directory service account's password")
+	if err != nil {
+		return err
+	}
+	c.dropUnused()
+	return nil
 }
 
 // secretFrom reads a secret from the file named by the flag (or its PROVISION_…_FILE
@@ -75,24 +80,13 @@ func (c *Config) secretFrom(v *viper.Viper, getenv func(string) string, flag, en
 // Synapse does for registration_shared_secret_path. It refuses an empty file and warns
 // when other local users can read the file.
 func ReadSecretFile(path string) (Secret, []string, error) {
-	f, err := os.Open(path)
+	b, st, err := readCapped(path, maxSecretFile)
 	if err != nil {
-		return nil, nil, fmt.Errorf("cannot read %s: %w", path, unwrapPath(err))
-	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return nil, nil, fmt.Errorf("cannot read %s: %w", path, unwrapPath(err))
-	}
-	if st.IsDir() {
-		return nil, nil, fmt.Errorf("%s is a directory, not a file holding the secret", path)
-	}
-	b, err := io.ReadAll(io.LimitReader(f, maxSecretFile+1))
-	if err != nil {
-		return nil, nil, fmt.Errorf("cannot read %s: %w", path, unwrapPath(err))
-	}
-	if len(b) > maxSecretFile {
-		return nil, nil, fmt.Errorf("%s is larger than %d KiB: that is not a secret file", path, maxSecretFile>>10)
+		var tl *tooLargeError
+		if errors.As(err, &tl) {
+			return nil, nil, fmt.Errorf("%w: that is not a secret file", err)
+		}
+		return nil, nil, err
 	}
 	b = bytes.TrimSpace(b)
 	if len(b) == 0 {
@@ -118,21 +112,13 @@ func exposureWarnings(path string, st os.FileInfo) []string {
 	return w
 }
 
-func unwrapPath(err error) error {
-	var pe *os.PathError
-	if errors.As(err, &pe) {
-		return pe.Err
-	}
-	return err
-}
-
 // SynapseConfig is what provision takes from Synapse's homeserver.yaml (or the
 // fragments a deployment such as NixOS splits it into).
 type SynapseConfig struct {
 	ServerName         string
 	SharedSecret       Secret
 	SharedSecretSource string
-	Policy             Policy
+	Policy             password.Policy
 	Warnings           []string
 }
 
@@ -144,21 +130,16 @@ func ReadSynapseConfigs(paths []string) (*SynapseConfig, error) {
 	from := map[string]string{}
 	var warnings []string
 	for _, p := range paths {
-		f, err := os.Open(p)
+		b, st, err := readCapped(p, maxConfigFile)
 		if err != nil {
-			return nil, errorf("check the path given to --synapse-config", "cannot read Synapse config %s: %v", p, unwrapPath(err))
+			var tl *tooLargeError
+			if errors.As(err, &tl) {
+				return nil, errorf("point --synapse-config at homeserver.yaml or a fragment of it", "Synapse config %v: not a Synapse config", err)
+			}
+			return nil, errorf("check the path given to --synapse-config", "Synapse config: %v", err)
 		}
-		st, _ := f.Stat()
-		b, err := io.ReadAll(io.LimitReader(f, maxSynapseConfig+1))
-		f.Close()
+		doc, err := parseYAMLMapping(b)
 		if err != nil {
-			return nil, errorf("check the path given to --synapse-config", "cannot read Synapse config %s: %v", p, err)
-		}
-		if len(b) > maxSynapseConfig {
-			return nil, errorf("point --synapse-config at homeserver.yaml or a fragment of it", "%s is larger than %d MiB: not a Synapse config", p, maxSynapseConfig>>20)
-		}
-		var doc map[string]any
-		if err := yaml.Unmarshal(b, &doc); err != nil {
 			return nil, errorf("fix the YAML, or point --synapse-config at the right file", "Synapse config %s: %v", p, err)
 		}
 		for k, val := range doc {
@@ -202,7 +183,7 @@ func ReadSynapseConfigs(paths []string) (*SynapseConfig, error) {
 
 	if pc, ok := merged["password_config"].(map[string]any); ok {
 		if pol, ok := pc["policy"].(map[string]any); ok && truthy(pol["enabled"]) {
-			sc.Policy = Policy{
+			sc.Policy = password.Policy{
 				MinLength:        intOf(pol["minimum_length"]),
 				RequireDigit:     truthy(pol["require_digit"]),
 				RequireSymbol:    truthy(pol["require_symbol"]),

@@ -26,6 +26,11 @@ const (
 // Policy is a homeserver's password policy. The character classes are ASCII,
 // as Synapse checks them: a symbol is anything outside [a-zA-Z0-9], lengths
 // are counted in characters (Unicode code points).
+//
+// It is the one policy type of the program: the config package fills it
+// from Synapse's password_config.policy and the matrix client from the
+// server's /password_policy answer, so that policies from both merge without
+// conversions. This package imports nothing of the program's for that reason.
 type Policy struct {
 	MinLength        int
 	RequireDigit     bool
