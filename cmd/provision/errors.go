@@ -117,8 +117,6 @@ func explain(cfg *config.Config, err error) error {
 		return usage(err, "the journal's key file is missing or not the one it was written with; restore it from where the journal came from, or, if every password in it was handed off, start over with --fresh")
 	case errors.Is(err, journal.ErrOtherHomeserver):
 		return usage(err, "use the same --homeserver as the run that wrote the journal, or name another journal with --journal")
-	case errors.Is(err, journal.ErrUndelivered):
-		return usage(err, "hand those passwords off first: provision recover --recipient KEY (with the same --homeserver and --journal), then --fresh")
 	case errors.As(err, &co):
 		return usage(err, "restore the journal from a backup, or start a new one with --fresh (the damaged one is kept)")
 	case errors.Is(err, matrix.ErrCAFile):

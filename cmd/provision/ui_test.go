@@ -18,7 +18,6 @@ import (
 	"filippo.io/age"
 	"github.com/creack/pty"
 
-	"github.com/provision-matrix/provision/internal/config"
 	"github.com/provision-matrix/provision/internal/matrixtest"
 	"github.com/provision-matrix/provision/internal/redact"
 	"github.com/provision-matrix/provision/internal/report"
@@ -157,7 +156,7 @@ func TestNoEscapeCodesOffTerminal(t *testing.T) {
 func TestSummaryTable(t *testing.T) {
 	t.Parallel()
 	var stderr bytes.Buffer
-	u := newUI(&config.Config{LogLevel: "info", LogFormat: "text"}, &stderr, &redact.Set{})
+	u := newUI(uiOptions{LogLevel: "info", LogFormat: "text"}, &stderr, &redact.Set{})
 	sum := report.NewSummary(time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC))
 	rows := []report.Row{
 		{Localpart: "alice", UserID: "@alice:example.org", Status: report.Created, Attempts: 1},
@@ -172,7 +171,7 @@ func TestSummaryTable(t *testing.T) {
 	}
 	sum.Finished = sum.Started.Add(2 * time.Second)
 	stderr.Reset() // the log lines of the failures
-	u.summary(sum, &config.Config{})
+	u.summary(sum)
 	u.close()
 	want := `
 5 users in 2s (2.5 users/s):
@@ -197,13 +196,13 @@ func TestSummaryTable(t *testing.T) {
 func TestSummaryQuiet(t *testing.T) {
 	t.Parallel()
 	var stderr bytes.Buffer
-	u := newUI(&config.Config{LogLevel: "info", LogFormat: "text", Quiet: true}, &stderr, &redact.Set{})
+	u := newUI(uiOptions{LogLevel: "info", LogFormat: "text", Quiet: true}, &stderr, &redact.Set{})
 	sum := report.NewSummary(time.Now())
 	r := report.Row{Localpart: "alice", Status: report.Created, Attempts: 1}
 	sum.Add(r)
 	u.row(r)
 	sum.Finished = sum.Started
-	u.summary(sum, &config.Config{Quiet: true})
+	u.summary(sum)
 	u.close()
 	if stderr.Len() != 0 {
 		t.Errorf("--quiet printed after a clean run:\n%s", stderr.String())

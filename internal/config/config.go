@@ -42,6 +42,7 @@ const EnvPrefix = "PROVISION"
 
 // Config is everything a run needs, validated.
 type Config struct {
+	ConfigFile string // --config, "" = none
 	// Roster is the roster file, or "-" for stdin; "" when the roster is a directory
 	// (see IsDirectory).
 	Roster string
@@ -154,6 +155,18 @@ type Config struct {
 // Secret holds a secret value. It prints as "[REDACTED]" so that a stray %v or a
 // structured log of a Config can never reveal it.
 type Secret []byte
+
+// Secrets are every secret of the configuration that is set: the run blanks each of
+// them out of everything it prints or writes.
+func (c *Config) Secrets() []Secret {
+	var out []Secret
+	for _, s := range []Secret{c.SharedSecret, c.AdminToken, c.MASClientSecret, c.LDAPPassword} {
+		if len(s) > 0 {
+			out = append(out, s)
+		}
+	}
+	return out
+}
 
 func (s Secret) String() string   { return "[REDACTED]" }
 func (s Secret) GoString() string { return "config.Secret([REDACTED])" }
@@ -360,13 +373,15 @@ func Load(fs *pflag.FlagSet, args []string, getenv func(string) string) (*Config
 	known := map[string]bool{}
 	fs.VisitAll(func(f *pflag.Flag) { known[f.Name] = true })
 
-	if file := v.GetString(fConfig); file != "" {
+	configFile := v.GetString(fConfig)
+	if file := configFile; file != "" {
 		if err := readConfigFile(v, file, known); err != nil {
 			return nil, err
 		}
 	}
 
 	c := &Config{
+		ConfigFile:        configFile,
 		Format:            strings.ToLower(v.GetString(fFormat)),
 		Columns:           strings.TrimSpace(v.GetString(fColumns)),
 		MetricsFile:       v.GetString(fMetricsFile),
