@@ -71,15 +71,7 @@ func TestConfigFileMistakes(t *testing.T) {
 			if err == nil {
 				t.Fatalf("no error, want %q", tt.want)
 			}
-			var ce *Error
-			if !errors.As(err, &ce) {
-				t.Errorf("error %T is not a *config.Error (exit 2)", err)
-			}
-			for _, w := range tt.want {
-				if !strings.Contains(err.Error(), w) {
-					t.Errorf("error\n%s\ndoes not say %q", err, w)
-				}
-			}
+			userError(t, err, tt.want...)
 			for _, leak := range []string{secretValue, secretValue[:6], "macaroon"} {
 				if strings.Contains(err.Error(), leak) {
 					t.Errorf("error shows the file's content %q:\n%s", leak, err)
