@@ -158,7 +158,9 @@ func TestMAS(t *testing.T) {
 				return string(c.MASClientSecret) == clientSecret && c.MASClientSecretSource == "PROVISION_MAS_CLIENT_SECRET"
 			}},
 		{name: "a world-readable secret file warns", args: []string{"--mas", "https://auth.example.org", "--mas-client-id", "abc", "--mas-client-secret-file", open, "r.csv"},
-			check: func(c *Config) bool { return len(c.Warnings) == 1 && strings.Contains(c.Warnings[0], "chmod 600 "+open) }},
+			check: func(c *Config) bool {
+				return len(c.Warnings) == 1 && strings.Contains(c.Warnings[0], "chmod 600 "+open)
+			}},
 		{name: "the shared secret is dropped, with a warning", args: with("--shared-secret-file", secret),
 			check: func(c *Config) bool {
 				return c.Mode() == ModeMAS && c.SharedSecret == nil && len(c.Warnings) == 1 &&
@@ -167,7 +169,9 @@ func TestMAS(t *testing.T) {
 		{name: "an admin token is kept for Synapse's admin API", args: with("--admin-token-file", token),
 			check: func(c *Config) bool { return c.Mode() == ModeMAS && string(c.AdminToken) == "syt_admin" }},
 		{name: "sync flags are allowed", args: with("--update", "--deactivate-missing", "--erase", "--reset-passwords", "--leave-dropped-rooms"),
-			check: func(c *Config) bool { return c.Update && c.DeactivateMissing && c.Erase && c.ResetPasswords && c.LeaveDroppedRooms }},
+			check: func(c *Config) bool {
+				return c.Update && c.DeactivateMissing && c.Erase && c.ResetPasswords && c.LeaveDroppedRooms
+			}},
 		{name: "plain http to this machine", args: []string{"--mas", "http://127.0.0.1:8080", "--mas-client-id", "abc", "--mas-client-secret-file", cs, "r.csv"},
 			check: func(c *Config) bool { return c.MAS == "http://127.0.0.1:8080" }},
 
@@ -283,7 +287,9 @@ func TestDirectoryRoster(t *testing.T) {
 				return string(c.LDAPPassword) == bindPassword && c.LDAPPasswordSource == "file "+pw && c.LDAPBindDN == "cn=provision,ou=services,dc=example,dc=org"
 			}},
 		{name: "bind with the environment", args: with("--ldap-bind-dn", "provision@corp.example.org", people), env: map[string]string{"PROVISION_LDAP_PASSWORD": bindPassword},
-			check: func(c *Config) bool { return string(c.LDAPPassword) == bindPassword && c.LDAPPasswordSource == "PROVISION_LDAP_PASSWORD" }},
+			check: func(c *Config) bool {
+				return string(c.LDAPPassword) == bindPassword && c.LDAPPasswordSource == "PROVISION_LDAP_PASSWORD"
+			}},
 		{name: "ldap:// to this machine", args: with("ldap://127.0.0.1:3389/dc=example,dc=org"), check: func(c *Config) bool { return c.IsDirectory() }},
 		{name: "ldap:// to [::1]", args: with("ldap://[::1]/dc=example,dc=org"), check: func(c *Config) bool { return c.IsDirectory() }},
 		{name: "ldap:// with StartTLS", args: with("--ldap-start-tls", "ldap://ldap.example.org/dc=example,dc=org"), check: func(c *Config) bool { return c.LDAPStartTLS }},
