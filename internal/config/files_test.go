@@ -5,6 +5,9 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+
+	"github.com/spf13/pflag"
+	"github.com/spf13/viper"
 )
 
 // Files named by mistake: a device that never ends, a secret file, Synapse's own
@@ -130,4 +133,16 @@ func FuzzParseYAMLMapping(f *testing.F) {
 			}
 		}
 	})
+}
+
+// The sample config file stays readable by the stricter reader.
+func TestSampleConfigReads(t *testing.T) {
+	t.Parallel()
+	fs := pflag.NewFlagSet("provision", pflag.ContinueOnError)
+	RegisterFlags(fs)
+	known := map[string]bool{}
+	fs.VisitAll(func(f *pflag.Flag) { known[f.Name] = true })
+	if err := readConfigFile(viper.New(), "../../samples/provision.yaml", known); err != nil {
+		t.Fatal(err)
+	}
 }
