@@ -453,9 +453,9 @@ func Load(fs *pflag.FlagSet, args []string, getenv func(string) string) (*Config
 	if err := c.setStateDir(getenv, os.Geteuid()); err != nil {
 		return nil, err
 	}
-	// Set explicitly, the mapping must be used: --ldap-map with a roster file would
-	// otherwise be ignored without a word.
-	if v.IsSet(fLDAPMap) && !c.IsDirectory() {
+	// A mapping other than the default must be used: --ldap-map ad with a roster file
+	// would otherwise be ignored without a word.
+	if v.IsSet(fLDAPMap) && v.GetString(fLDAPMap) != DefaultLDAPMap && !c.IsDirectory() {
 		return nil, errorf("drop --ldap-map, or give a directory (ldaps://...) as the roster; a CSV export is mapped with --columns",
 			"--ldap-map applies only to a directory roster, and the roster is the file %s", c.Roster)
 	}

@@ -130,6 +130,7 @@ func TestLoadErrors(t *testing.T) {
 			if !strings.Contains(err.Error(), tc.want) {
 				t.Errorf("error %q does not mention %q", err, tc.want)
 			}
+			userError(t, err)
 			if strings.Contains(err.Error(), "abc") && tc.name != "secret in config" {
 				t.Errorf("error quotes the secret: %q", err)
 			}

@@ -5,6 +5,9 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+
+	"github.com/spf13/pflag"
+	"github.com/spf13/viper"
 )
 
 // Files named by mistake: a device that never ends, a secret file, Synapse's own
@@ -71,15 +74,7 @@ func TestConfigFileMistakes(t *testing.T) {
 			if err == nil {
 				t.Fatalf("no error, want %q", tt.want)
 			}
-			var ce *Error
-			if !errors.As(err, &ce) {
-				t.Errorf("error %T is not a *config.Error (exit 2)", err)
-			}
-			for _, w := range tt.want {
-				if !strings.Contains(err.Error(), w) {
-					t.Errorf("error\n%s\ndoes not say %q", err, w)
-				}
-			}
+			userError(t, err, tt.want...)
 			for _, leak := range []string{secretValue, secretValue[:6], "macaroon"} {
 				if strings.Contains(err.Error(), leak) {
 					t.Errorf("error shows the file's content %q:\n%s", leak, err)
@@ -138,4 +133,16 @@ func FuzzParseYAMLMapping(f *testing.F) {
 			}
 		}
 	})
+}
+
+// The sample config file stays readable by the stricter reader.
+func TestSampleConfigReads(t *testing.T) {
+	t.Parallel()
+	fs := pflag.NewFlagSet("provision", pflag.ContinueOnError)
+	RegisterFlags(fs)
+	known := map[string]bool{}
+	fs.VisitAll(func(f *pflag.Flag) { known[f.Name] = true })
+	if err := readConfigFile(viper.New(), "../../samples/provision.yaml", known); err != nil {
+		t.Fatal(err)
+	}
 }
