@@ -34,11 +34,11 @@ func (j *Journal) Intent(localpart, userID, password string) error {
 
 // Outcome records, durably, the answer to the last intent for localpart; userID ""
 // keeps the one the intent recorded. Status is stored as given.
-func (j *Journal) Outcome(localpart, userID, status string) error {
+func (j *Journal) Outcome(localpart, userID string, status Status) error {
 	if status == "" {
 		return fmt.Errorf("journal outcome for %s: empty status", localpart)
 	}
-	return j.append(record{kind: kindOutcome, localpart: localpart, userID: userID, status: status})
+	return j.append(record{kind: kindOutcome, localpart: localpart, userID: userID, status: string(status)})
 }
 
 // OutcomeLater is Outcome without the wait: it returns once the record is queued, and
@@ -47,11 +47,11 @@ func (j *Journal) Outcome(localpart, userID, status string) error {
 // costs only a question on the next run: an intent with no outcome is resolved again
 // (a run asks the server whether its request landed). A write error is returned by
 // the next call that waits.
-func (j *Journal) OutcomeLater(localpart, userID, status string) error {
+func (j *Journal) OutcomeLater(localpart, userID string, status Status) error {
 	if status == "" {
 		return fmt.Errorf("journal outcome for %s: empty status", localpart)
 	}
-	return j.appendAsync(record{kind: kindOutcome, localpart: localpart, userID: userID, status: status}, false)
+	return j.appendAsync(record{kind: kindOutcome, localpart: localpart, userID: userID, status: string(status)}, false)
 }
 
 // Checkpoint records, durably, that the passwords of every user this session
@@ -116,7 +116,7 @@ func (j *Journal) appendAsync(r record, wait bool) error {
 	if len(b.records) == 0 {
 		b.start = off
 	}
-	b.records = append(b.records, queued{kind: r.kind, ref: r.ref, off: off, localpart: r.localpart, created: r.status == StatusCreated})
+	b.records = append(b.records, queued{kind: r.kind, ref: r.ref, off: off, localpart: r.localpart, created: Status(r.status) == StatusCreated})
 	select {
 	case j.kick <- struct{}{}:
 	default:

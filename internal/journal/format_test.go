@@ -52,7 +52,7 @@ func replayState(c *codec, data []byte, start int64) ([]string, replayed, error)
 	j := &Journal{idx: newIndex()}
 	st, err := c.replay(bytes.NewReader(data), start, start+int64(len(data)), func(v *view, off int64) error {
 		key, check := j.idx.hashBytes(v.localpart)
-		j.note(v.kind, string(v.status) == StatusCreated, key, check, func() string { return string(v.localpart) }, v.ref, off)
+		j.note(v.kind, Status(v.status) == StatusCreated, key, check, func() string { return string(v.localpart) }, v.ref, off)
 		return nil
 	})
 	var s []string

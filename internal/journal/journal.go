@@ -47,20 +47,35 @@ type Entry struct {
 	UserID    string
 	Password  string // decrypted; "" if none was journaled
 	Done      bool   // an outcome was recorded after the intent
-	Status    string // the outcome status when Done, stored as given; see StatusDelivered
+	Status    Status // the outcome status when Done, stored as given; see StatusDelivered
 	Seq       uint64 // order of the intent (of the outcome, for an outcome without intent)
 }
 
+// Status is an outcome's status. The journal stores it as given, so the report's
+// statuses (report.Status, whose values are the same strings) convert to it as they
+// are: journal.Status(report.Created) == StatusCreated.
+type Status string
+
 // Statuses the journal itself understands. Any other status is stored and returned
-// as given.
+// as given, and treated like StatusFailed by Undelivered: the journal cannot tell
+// that its password is dead.
 const (
-	// StatusCreated is the outcome of a request that created the account. It is the
-	// report's "created".
-	StatusCreated = "created"
+	// StatusCreated is the outcome of a request that set the intent's password on
+	// the server (it created the account, or reset its password): the password is
+	// live and owed to its user until a Checkpoint covers it. It is the report's
+	// "created".
+	StatusCreated Status = "created"
 	// StatusDelivered is what Lookup returns instead of StatusCreated once a
 	// Checkpoint has followed the outcome in the same session: the password has been
-	// handed off and nothing more is owed to the user.
-	StatusDelivered = "delivered"
+	// handed off, nothing more is owed to the user, and the journal no longer holds
+	// it (Password is ""). It is never written to the file.
+	StatusDelivered Status = "delivered"
+	// StatusExists is the outcome of a request that found the account there
+	// already: the intent's password was not set, so nothing is owed.
+	StatusExists Status = "exists"
+	// StatusFailed is the outcome of a request that failed. Its password may still
+	// have been set (an answer lost on the way back), so Undelivered lists it.
+	StatusFailed Status = "failed"
 )
 
 // DefaultSyncWindow is how long the writer waits for more records before an fsync

@@ -53,7 +53,7 @@ func (j *Journal) entryAt(localpart string, off int64) (e Entry, ok bool, err er
 		e.Password = rec.password
 		return e, true, nil
 	case kindOutcome:
-		e.Done, e.Status = true, rec.status
+		e.Done, e.Status = true, Status(rec.status)
 	default:
 		return Entry{}, false, &CorruptError{Path: j.path, Offset: off, Reason: "a user's latest record is not an intent or an outcome"}
 	}

@@ -111,7 +111,7 @@ func (j *Journal) open(hs string) error {
 	}
 	st, err := j.c.replay(f, int64(h.len), size, func(v *view, off int64) error {
 		key, check := j.idx.hashBytes(v.localpart)
-		j.note(v.kind, string(v.status) == StatusCreated, key, check, func() string { return string(v.localpart) }, v.ref, off)
+		j.note(v.kind, Status(v.status) == StatusCreated, key, check, func() string { return string(v.localpart) }, v.ref, off)
 		return nil
 	})
 	if err != nil {
