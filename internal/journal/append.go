@@ -109,7 +109,7 @@ func (j *Journal) appendAsync(r record, wait bool) error {
 	if end := off + int64(len(b.buf)-n); end > maxOffset {
 		b.buf = b.buf[:n]
 		j.mu.Unlock()
-		return fmt.Errorf("journal %s is full (%d bytes): finish this run with another --journal, or start afresh with --fresh (the old one is kept)", j.path, off)
+		return fmt.Errorf("journal %s: %w (%d bytes)", j.path, ErrFull, off)
 	}
 	j.seq++
 	j.next = off + int64(len(b.buf)-n)
@@ -223,7 +223,7 @@ func (j *Journal) flush() {
 		if err != nil {
 			// After a failed write or fsync the file's end is unknown (and a failed
 			// fsync may have dropped the dirty pages): write nothing more to it.
-			err = fmt.Errorf("write journal %s: %w: the records of this run after the last successful write may be lost; run again to resume", j.path, err)
+			err = fmt.Errorf("write journal %s: %w: the records queued since the last successful write may be lost", j.path, err)
 		}
 	}
 

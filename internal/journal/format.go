@@ -146,7 +146,7 @@ func (c *codec) header(homeserver string) []byte {
 
 var (
 	errShortHeader = errors.New("header cut short")
-	errNotJournal  = errors.New("not a provision journal")
+	errNotJournal  = ErrNotJournal
 	errHeaderCRC   = errors.New("header checksum mismatch")
 )
 
@@ -180,7 +180,7 @@ func parseHeader(b []byte) (parsedHeader, error) {
 		return h, errHeaderCRC
 	}
 	if v := b[len(magic)]; v != version {
-		return h, fmt.Errorf("journal format version %d is not supported by this provision (it reads version %d): use the provision release that wrote it", v, version)
+		return h, fmt.Errorf("%w: version %d (this provision reads version %d)", ErrUnsupportedVersion, v, version)
 	}
 	n := int(binary.BigEndian.Uint16(b[len(magic)+1:]))
 	p := prefixLen

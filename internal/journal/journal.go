@@ -107,10 +107,20 @@ var (
 	ErrLocked = errors.New("the journal is in use by another provision run")
 	// ErrClosed: the journal was closed.
 	ErrClosed = errors.New("journal is closed")
+	// ErrNotJournal: the file is something else than a provision journal.
+	ErrNotJournal = errors.New("not a provision journal")
+	// ErrUnsupportedVersion: the journal was written in a format this provision does
+	// not read (by a newer release).
+	ErrUnsupportedVersion = errors.New("unsupported journal format version")
+	// ErrFull: the journal has reached the largest size its index can address.
+	ErrFull = errors.New("the journal is full")
 )
 
 // CorruptError says where a journal is damaged. A record cut short at the very end
 // is not damage: Open drops it.
+//
+// The library's errors say what failed, not what to do: the command that runs it
+// knows its flags and adds the advice (branching with errors.Is and errors.As).
 type CorruptError struct {
 	Path   string
 	Offset int64
@@ -118,7 +128,7 @@ type CorruptError struct {
 }
 
 func (e *CorruptError) Error() string {
-	return fmt.Sprintf("journal %s is damaged at offset %d: %s: restore it from a backup, or start a new journal with --fresh (the damaged one is kept)", e.Path, e.Offset, e.Reason)
+	return fmt.Sprintf("journal %s is damaged at offset %d: %s", e.Path, e.Offset, e.Reason)
 }
 
 // DeriveKey turns the run's shared secret or admin token into the journal key.

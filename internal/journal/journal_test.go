@@ -162,7 +162,7 @@ func TestWrongKey(t *testing.T) {
 	if !errors.Is(err, ErrWrongKey) {
 		t.Fatalf("Open with another key: %v, want ErrWrongKey", err)
 	}
-	for _, s := range []string{path, "another shared secret or admin token", "--fresh"} {
+	for _, s := range []string{path, "another shared secret or admin token"} {
 		if !strings.Contains(err.Error(), s) {
 			t.Errorf("error %q does not mention %q", err, s)
 		}
@@ -192,7 +192,7 @@ func TestHomeserver(t *testing.T) {
 	if !errors.Is(err, ErrOtherHomeserver) {
 		t.Fatalf("Open for another homeserver: %v, want ErrOtherHomeserver", err)
 	}
-	for _, s := range []string{"https://a.example", "https://b.example", "--journal", "--fresh"} {
+	for _, s := range []string{"https://a.example", "https://b.example"} {
 		if !strings.Contains(err.Error(), s) {
 			t.Errorf("error %q does not mention %q", err, s)
 		}
@@ -477,7 +477,7 @@ func TestNotAJournal(t *testing.T) {
 	content := []byte("localpart,password\nalice,x\n")
 	must(t, os.WriteFile(path, content, 0o644))
 	_, err := Open(path, testKey, Options{Homeserver: hs})
-	if err == nil || !strings.Contains(err.Error(), "not a provision journal") {
+	if !errors.Is(err, ErrNotJournal) || !strings.Contains(err.Error(), "not a provision journal") {
 		t.Fatalf("Open of a CSV file: %v", err)
 	}
 	if got, _ := os.ReadFile(path); !bytes.Equal(got, content) {

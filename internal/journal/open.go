@@ -76,7 +76,7 @@ func (j *Journal) open(hs string) error {
 		return fmt.Errorf("open journal: %w", err)
 	}
 	if !fi.Mode().IsRegular() {
-		return fmt.Errorf("journal %s is not a regular file: pick another --journal path", j.path)
+		return fmt.Errorf("journal %s is not a regular file", j.path)
 	}
 	size := fi.Size()
 	head := make([]byte, min(size, int64(maxHeaderLen)))
@@ -93,18 +93,18 @@ func (j *Journal) open(hs string) error {
 		}
 		return j.initialize(hs)
 	case errors.Is(err, errNotJournal):
-		return fmt.Errorf("%s is not a provision journal: pick another --journal path, or move the file away", j.path)
+		return fmt.Errorf("%s: %w", j.path, ErrNotJournal)
 	case errors.Is(err, errHeaderCRC):
 		return &CorruptError{Path: j.path, Offset: 0, Reason: "header checksum mismatch"}
 	case err != nil:
 		return fmt.Errorf("journal %s: %w", j.path, err)
 	}
 	if hs != "" && h.homeserver != hs {
-		return fmt.Errorf("journal %s: %w (%s, not %s): pass another --journal for this homeserver, or --fresh to start a new journal (the old one is kept)", j.path, ErrOtherHomeserver, h.homeserver, hs)
+		return fmt.Errorf("journal %s: %w (%s, not %s)", j.path, ErrOtherHomeserver, h.homeserver, hs)
 	}
 	j.c.fileID = h.fileID
 	if !j.c.checkKey(h) {
-		return fmt.Errorf("journal %s: %w: run with the secret it was written with, or pass --fresh to start a new journal (the old one is kept)", j.path, ErrWrongKey)
+		return fmt.Errorf("journal %s: %w", j.path, ErrWrongKey)
 	}
 	if _, err := f.Seek(int64(h.len), io.SeekStart); err != nil {
 		return fmt.Errorf("read journal %s: %w", j.path, err)
@@ -153,7 +153,7 @@ func (j *Journal) initialize(hs string) error {
 
 func (j *Journal) lockError(err error) error {
 	if errors.Is(err, ErrLocked) {
-		return fmt.Errorf("journal %s: %w: wait for it to finish, or pass another --journal", j.path, ErrLocked)
+		return fmt.Errorf("journal %s: %w", j.path, ErrLocked)
 	}
 	return fmt.Errorf("lock journal %s: %w", j.path, err)
 }
@@ -172,7 +172,7 @@ func moveAside(path string) (string, error) {
 	// Never pull a journal out from under a run that is using it.
 	if err := lock(f); err != nil {
 		if errors.Is(err, ErrLocked) {
-			return "", fmt.Errorf("journal %s: %w: wait for it to finish before starting afresh", path, ErrLocked)
+			return "", fmt.Errorf("journal %s: %w", path, ErrLocked)
 		}
 		return "", fmt.Errorf("lock journal %s: %w", path, err)
 	}
