@@ -234,6 +234,38 @@ func TestFileMode(t *testing.T) {
 	}
 }
 
+// A journal that an older provision, a careless copy or a umask left readable by
+// others is made 0600 as it is opened: it holds passwords.
+func TestOpenRestrictsLooseFileMode(t *testing.T) {
+	t.Parallel()
+	for _, mode := range []os.FileMode{0o644, 0o666, 0o640, 0o700} {
+		path := filepath.Join(t.TempDir(), "journal")
+		j := open(t, path, Options{})
+		must(t, j.Intent("alice", "@alice:example.org", "pw-alice"))
+		must(t, j.Close())
+		must(t, os.Chmod(path, mode))
+		j = open(t, path, Options{})
+		fi, err := os.Stat(path)
+		must(t, err)
+		if m := fi.Mode().Perm(); m != 0o600 {
+			t.Errorf("a journal of mode %v is %v after Open, want 0600", mode, m)
+		}
+		if e := lookup(t, j, "alice"); e.Password != "pw-alice" {
+			t.Errorf("mode %v: alice is %+v", mode, e)
+		}
+		must(t, j.Close())
+	}
+	// A file that is not a journal keeps its mode.
+	path := filepath.Join(t.TempDir(), "roster.csv")
+	must(t, os.WriteFile(path, []byte("localpart\nalice\n"), 0o644))
+	if _, err := Open(path, testKey, Options{Homeserver: hs}); !errors.Is(err, ErrNotJournal) {
+		t.Fatalf("Open of a CSV file: %v", err)
+	}
+	if fi, _ := os.Stat(path); fi.Mode().Perm() != 0o644 {
+		t.Errorf("Open changed the mode of a file that is not a journal to %v", fi.Mode().Perm())
+	}
+}
+
 func TestPasswordsNeverInFile(t *testing.T) {
 	t.Parallel()
 	path := filepath.Join(t.TempDir(), "journal")

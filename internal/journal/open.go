@@ -84,6 +84,13 @@ func (j *Journal) open(hs string) error {
 		return fmt.Errorf("read journal %s: %w", j.path, err)
 	}
 	h, err := parseHeader(head)
+	if !errors.Is(err, errNotJournal) {
+		// A journal, if a damaged one: it holds passwords, so no one else may read
+		// it, whatever mode an older provision or a careless copy gave it.
+		if err := restrictMode(f, fi); err != nil {
+			return fmt.Errorf("journal %s: %w", j.path, err)
+		}
+	}
 	switch {
 	case errors.Is(err, errShortHeader):
 		// A crash while the journal was being created: the header was never
@@ -133,6 +140,17 @@ func (j *Journal) open(hs string) error {
 	}
 	j.seq = st.seq
 	j.data, j.session, j.durable, j.next = int64(h.len), st.end, st.end, st.end
+	return nil
+}
+
+// restrictMode makes f, which fi describes, readable and writable by its owner alone.
+func restrictMode(f *os.File, fi os.FileInfo) error {
+	if fi.Mode().Perm() == 0o600 {
+		return nil
+	}
+	if err := f.Chmod(0o600); err != nil {
+		return fmt.Errorf("restrict the file's mode to 0600: %w", err)
+	}
 	return nil
 }
 
