@@ -64,8 +64,18 @@ func (j *Journal) OutcomeLater(localpart, userID string, status Status) error {
 // session's users owed their password, and a crash after it none; there is no state in
 // between. Users created by an earlier session are covered only if this session
 // recorded them as created again (after handing their password off once more).
+//
+// Once the record is durable, Checkpoint scrubs the journal: it overwrites with zeros,
+// in place, the password of every user it covers (and every password a later intent
+// superseded), then fsyncs. From then on the file holds exactly the passwords still
+// owed, the ones Undelivered lists. Should the scrub fail or a crash cut it short, the
+// checkpoint stands and the next Open scrubs again; Lookup never returns a delivered
+// user's password in the meantime.
 func (j *Journal) Checkpoint() error {
-	return j.append(record{kind: kindCheck})
+	if err := j.append(record{kind: kindCheck}); err != nil {
+		return err
+	}
+	return j.scrub()
 }
 
 func (j *Journal) append(r record) error { return j.appendAsync(r, true) }
@@ -75,10 +85,13 @@ func (j *Journal) appendAsync(r record, wait bool) error {
 	if r.kind != kindCheck && r.localpart == "" {
 		return errors.New("journal: empty localpart")
 	}
-	for _, f := range []struct{ name, v string }{{"localpart", r.localpart}, {"user ID", r.userID}, {"status", r.status}, {"password", r.password}} {
-		if len(f.v) > maxField {
+	for _, f := range []struct {
+		name, v string
+		max     int
+	}{{"localpart", r.localpart, maxField}, {"user ID", r.userID, maxField}, {"status", r.status, maxField}, {"password", r.password, maxPassword}} {
+		if len(f.v) > f.max {
 			// Never the value itself: it may be the password.
-			return fmt.Errorf("journal %s: %s longer than %d bytes", r.localpart, f.name, maxField)
+			return fmt.Errorf("journal %s: %s longer than %d bytes", r.localpart, f.name, f.max)
 		}
 	}
 	j.mu.Lock()
@@ -215,7 +228,9 @@ func (j *Journal) flush() {
 	j.mu.Unlock()
 
 	if err == nil {
-		_, err = j.f.Write(b.buf)
+		// At its offset rather than appended: the file is not opened O_APPEND, for
+		// on Linux that would send the scrub's in-place writes to the end too.
+		_, err = j.f.WriteAt(b.buf, b.start)
 		if err == nil {
 			err = j.f.Sync()
 			j.syncs.Add(1)

@@ -86,8 +86,14 @@ const DefaultSyncWindow = 2 * time.Millisecond
 type Options struct {
 	// Fresh starts a new, empty journal. An existing journal is never deleted (its
 	// passwords may be the only copy): it is moved aside to PATH.old-TIME, which
-	// Previous reports.
+	// Previous reports. Open refuses with an *UndeliveredError (errors.Is
+	// ErrUndelivered) while the old journal holds passwords not handed off (see
+	// Undelivered), counted even when it was written with another key or for another
+	// homeserver.
 	Fresh bool
+	// FreshEvenIfUndelivered lets Fresh move aside a journal that holds undelivered
+	// passwords: they stay in the old file, readable with its key.
+	FreshEvenIfUndelivered bool
 	// Homeserver is recorded in a new journal's header; reopening a journal written
 	// for another homeserver fails. Trailing slashes are ignored; "" on reopen skips
 	// the check.
@@ -112,6 +118,9 @@ var (
 	// ErrUnsupportedVersion: the journal was written in a format this provision does
 	// not read (by a newer release).
 	ErrUnsupportedVersion = errors.New("unsupported journal format version")
+	// ErrUndelivered: Options.Fresh found undelivered passwords in the old journal.
+	// The error is an *UndeliveredError, which holds their number.
+	ErrUndelivered = errors.New("the journal holds passwords that were never handed off")
 	// ErrFull: the journal has reached the largest size its index can address.
 	ErrFull = errors.New("the journal is full")
 )
@@ -131,6 +140,20 @@ func (e *CorruptError) Error() string {
 	return fmt.Sprintf("journal %s is damaged at offset %d: %s", e.Path, e.Offset, e.Reason)
 }
 
+// UndeliveredError is ErrUndelivered with the journal and the number of users whose
+// password it still holds.
+type UndeliveredError struct {
+	Path  string
+	Count int
+}
+
+func (e *UndeliveredError) Error() string {
+	return fmt.Sprintf("journal %s: %v: %d", e.Path, ErrUndelivered, e.Count)
+}
+
+// Is makes errors.Is(err, ErrUndelivered) hold.
+func (e *UndeliveredError) Is(target error) bool { return target == ErrUndelivered }
+
 // DeriveKey turns the run's shared secret or admin token into the journal key.
 func DeriveKey(secret []byte) [32]byte {
 	k, err := hkdf.Key(sha256.New, secret, nil, "provision journal v1", 32)
@@ -149,6 +172,7 @@ type Journal struct {
 	window   time.Duration
 	syncs    atomic.Uint64 // fsyncs of records, for the benchmark
 
+	scrubMu sync.Mutex // one scrub at a time
 	mu      sync.Mutex
 	idx     *index // nil once closed
 	spans   []span // what the checkpoints cover, in file order

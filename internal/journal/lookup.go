@@ -27,7 +27,7 @@ func (j *Journal) Lookup(localpart string) (Entry, bool) {
 	if !ok {
 		return Entry{}, false
 	}
-	e, ok, err := j.entryAt(localpart, valOffset(v))
+	e, ok, err := j.entryAt(localpart, valOffset(v), delivered)
 	if err != nil {
 		j.mu.Lock()
 		j.failLocked(err)
@@ -35,14 +35,18 @@ func (j *Journal) Lookup(localpart string) (Entry, bool) {
 		return Entry{}, false
 	}
 	if ok && delivered && e.Status == StatusCreated {
-		e.Status = StatusDelivered
+		// Handed off: the password is no longer the journal's to give, whether or
+		// not the scrub has zeroed it yet.
+		e.Status, e.Password = StatusDelivered, ""
 	}
 	return e, ok
 }
 
 // entryAt builds localpart's entry from its latest record, at off. ok is false when
-// that record belongs to another localpart (which shares its hashes).
-func (j *Journal) entryAt(localpart string, off int64) (e Entry, ok bool, err error) {
+// that record belongs to another localpart (which shares its hashes). delivered says
+// whether a checkpoint covers it: then a password that fails its check is a scrub in
+// progress, not damage.
+func (j *Journal) entryAt(localpart string, off int64, delivered bool) (e Entry, ok bool, err error) {
 	rec, err := j.readAt(off)
 	if err != nil || rec.localpart != localpart {
 		return Entry{}, false, err
@@ -50,6 +54,9 @@ func (j *Journal) entryAt(localpart string, off int64) (e Entry, ok bool, err er
 	e = Entry{Localpart: localpart, UserID: rec.userID, Seq: rec.seq}
 	switch rec.kind {
 	case kindIntent:
+		if rec.slot == slotDamaged {
+			return Entry{}, false, &CorruptError{Path: j.path, Offset: off, Reason: "a password still owed fails authentication on reading it back"}
+		}
 		e.Password = rec.password
 		return e, true, nil
 	case kindOutcome:
@@ -72,6 +79,9 @@ func (j *Journal) entryAt(localpart string, off int64) (e Entry, ok bool, err er
 		e.UserID = root.userID
 	}
 	if root.kind == kindIntent {
+		if root.slot == slotDamaged && !delivered {
+			return Entry{}, false, &CorruptError{Path: j.path, Offset: rec.ref, Reason: "a password still owed fails authentication on reading it back"}
+		}
 		e.Password = root.password
 	}
 	return e, true, nil
@@ -88,7 +98,7 @@ func (j *Journal) readAt(off int64) (record, error) {
 		return record{}, fmt.Errorf("read journal %s at offset %d: %w", j.path, off, err)
 	}
 	size := binary.BigEndian.Uint32(buf)
-	if crc32.Checksum(buf[:4], castagnoli) != binary.BigEndian.Uint32(buf[4:]) || size < minBody || size > maxBody {
+	if crc32.Checksum(buf[:4], castagnoli) != binary.BigEndian.Uint32(buf[4:]) || size < minBody+uint32(j.c.minExtra()) || size > maxBody {
 		return record{}, &CorruptError{Path: j.path, Offset: off, Reason: "record length checksum mismatch on reading it back"}
 	}
 	need := frameSize + int(size)
@@ -128,6 +138,34 @@ func (j *Journal) Pending() []Entry {
 		return nil
 	})
 	return p
+}
+
+// Undelivered returns, in Seq order, every user whose password may be live on the
+// server and has not been durably handed off: an intent with no outcome (its request
+// may have landed), a failed outcome (its answer may have been lost), and a created
+// outcome no checkpoint covers. Any other status the journal does not know is listed
+// too, for the journal cannot tell that its password is dead; delivered and exists
+// are not. Only users whose password the journal holds are listed: there is nothing
+// to recover of the others.
+//
+// It is what a recovery command writes to a new handoff file, and what makes
+// Options.Fresh refuse. Such a command opens the journal with Open, like a run: the
+// lock keeps it from reading while a run is still adding to it, so there is no
+// read-only mode. It reads the whole journal.
+func (j *Journal) Undelivered() ([]Entry, error) {
+	var u []Entry
+	err := j.Each(func(e Entry) error {
+		if owed(e) {
+			u = append(u, e)
+		}
+		return nil
+	})
+	return u, err
+}
+
+// owed reports whether e's password may be live and is not handed off.
+func owed(e Entry) bool {
+	return e.Password != "" && (!e.Done || (e.Status != StatusDelivered && e.Status != StatusExists))
 }
 
 // Each calls fn for every user the journal knows, in Seq order, and stops at the first

@@ -32,7 +32,20 @@ func Open(path string, key [32]byte, o Options) (*Journal, error) {
 		j.window = DefaultSyncWindow
 	}
 	if o.Fresh {
-		prev, err := moveAside(path)
+		check := func(f *os.File) error {
+			if o.FreshEvenIfUndelivered {
+				return nil
+			}
+			n, err := countUndelivered(path, f, key)
+			if err != nil {
+				return err
+			}
+			if n > 0 {
+				return &UndeliveredError{Path: path, Count: n}
+			}
+			return nil
+		}
+		prev, err := moveAside(path, check)
 		if err != nil {
 			return nil, err
 		}
@@ -49,7 +62,7 @@ func Open(path string, key [32]byte, o Options) (*Journal, error) {
 }
 
 func (j *Journal) open(hs string) error {
-	f, err := os.OpenFile(j.path, os.O_RDWR|os.O_CREATE|os.O_EXCL|os.O_APPEND, 0o600)
+	f, err := os.OpenFile(j.path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
 	if err == nil {
 		j.f = f
 		if err := lock(f); err != nil {
@@ -63,14 +76,11 @@ func (j *Journal) open(hs string) error {
 	if !errors.Is(err, os.ErrExist) {
 		return fmt.Errorf("create journal: %w", err)
 	}
-	f, err = os.OpenFile(j.path, os.O_RDWR|os.O_APPEND, 0)
+	f, err = openLocked(j.path, os.O_RDWR)
 	if err != nil {
-		return fmt.Errorf("open journal: %w", err)
+		return err
 	}
 	j.f = f
-	if err := lock(f); err != nil {
-		return j.lockError(err)
-	}
 	fi, err := f.Stat()
 	if err != nil {
 		return fmt.Errorf("open journal: %w", err)
@@ -80,7 +90,7 @@ func (j *Journal) open(hs string) error {
 	}
 	size := fi.Size()
 	head := make([]byte, min(size, int64(maxHeaderLen)))
-	if _, err := io.ReadFull(f, head); err != nil {
+	if _, err := f.ReadAt(head, 0); err != nil {
 		return fmt.Errorf("read journal %s: %w", j.path, err)
 	}
 	h, err := parseHeader(head)
@@ -113,19 +123,15 @@ func (j *Journal) open(hs string) error {
 	if !j.c.checkKey(h) {
 		return fmt.Errorf("journal %s: %w", j.path, ErrWrongKey)
 	}
-	if _, err := f.Seek(int64(h.len), io.SeekStart); err != nil {
-		return fmt.Errorf("read journal %s: %w", j.path, err)
-	}
-	st, err := j.c.replay(f, int64(h.len), size, func(v *view, off int64) error {
-		key, check := j.idx.hashBytes(v.localpart)
-		j.note(v.kind, Status(v.status) == StatusCreated, key, check, func() string { return string(v.localpart) }, v.ref, off)
-		return nil
-	})
-	if err != nil {
-		if ce, ok := errors.AsType[*CorruptError](err); ok {
-			ce.Path = j.path
-			return ce
+	if h.version == version2 {
+		// Its passwords are under the records' tags, where no scrub can reach
+		// them: rewrite it in the current format first.
+		if h, size, err = j.migrate(h, size); err != nil {
+			return err
 		}
+	}
+	st, ls, err := j.load(h, size)
+	if err != nil {
 		return err
 	}
 	if st.torn {
@@ -138,9 +144,88 @@ func (j *Journal) open(hs string) error {
 			return fmt.Errorf("cut the torn end off journal %s: %w", j.path, err)
 		}
 	}
+	if ls.sealedBeforeCheck || ls.damaged > 0 {
+		// A checkpoint whose scrub a crash cut short, or a scrub's write torn:
+		// finish it before anything else reads the file.
+		dead, liveDamaged, err := j.deadSlots()
+		if err != nil {
+			return err
+		}
+		if len(liveDamaged) > 0 {
+			return &CorruptError{Path: j.path, Offset: liveDamaged[0], Reason: "a password still owed fails authentication"}
+		}
+		if err := j.zero(dead); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// loadStats is what load saw of the passwords in the file.
+type loadStats struct {
+	sealedBeforeCheck bool // a sealed password comes before a checkpoint: a scrub may be owed
+	damaged           int  // slots that fail their check
+}
+
+// load replays the records of the file j.f, whose header is h, into j's index and
+// sets j's offsets. On damage, j holds what came before it.
+func (j *Journal) load(h parsedHeader, size int64) (replayed, loadStats, error) {
+	var ls loadStats
+	sealed := false
+	st, err := j.c.replay(io.NewSectionReader(j.f, int64(h.len), size-int64(h.len)), int64(h.len), size, func(v *view, off int64) error {
+		switch {
+		case v.kind == kindCheck:
+			ls.sealedBeforeCheck = ls.sealedBeforeCheck || sealed
+		case v.slot == slotSealed:
+			sealed = true
+		case v.slot == slotDamaged:
+			ls.damaged++
+		}
+		key, check := j.idx.hashBytes(v.localpart)
+		j.note(v.kind, Status(v.status) == StatusCreated, key, check, func() string { return string(v.localpart) }, v.ref, off)
+		return nil
+	})
 	j.seq = st.seq
 	j.data, j.session, j.durable, j.next = int64(h.len), st.end, st.end, st.end
-	return nil
+	if err != nil {
+		if ce, ok := errors.AsType[*CorruptError](err); ok {
+			ce.Path = j.path
+			return st, ls, ce
+		}
+		return st, ls, err
+	}
+	return st, ls, nil
+}
+
+// openLocked opens the file at path and takes its lock, making sure that what it
+// locked is still the file at path: a journal is replaced by a rename when it is
+// rewritten in a new format (migrate), and the process that renames it holds the new
+// file's lock before its name appears.
+func openLocked(path string, flag int) (*os.File, error) {
+	for range 100 {
+		f, err := os.OpenFile(path, flag, 0)
+		if err != nil {
+			return nil, fmt.Errorf("open journal: %w", err)
+		}
+		if err := lock(f); err != nil {
+			f.Close()
+			return nil, lockError(path, err)
+		}
+		fi, err := f.Stat()
+		if err != nil {
+			f.Close()
+			return nil, fmt.Errorf("open journal: %w", err)
+		}
+		now, err := os.Stat(path)
+		if err == nil && os.SameFile(fi, now) {
+			return f, nil
+		}
+		f.Close()
+		if err != nil {
+			return nil, fmt.Errorf("open journal: %w", err)
+		}
+	}
+	return nil, fmt.Errorf("open journal %s: it was replaced 100 times while being opened", path)
 }
 
 // restrictMode makes f, which fi describes, readable and writable by its owner alone.
@@ -158,7 +243,7 @@ func restrictMode(f *os.File, fi os.FileInfo) error {
 func (j *Journal) initialize(hs string) error {
 	rand.Read(j.c.fileID[:])
 	h := j.c.header(hs)
-	if _, err := j.f.Write(h); err != nil {
+	if _, err := j.f.WriteAt(h, 0); err != nil {
 		return fmt.Errorf("write journal header: %w", err)
 	}
 	if err := j.f.Sync(); err != nil {
@@ -170,29 +255,32 @@ func (j *Journal) initialize(hs string) error {
 }
 
 func (j *Journal) lockError(err error) error {
+	return lockError(j.path, err)
+}
+
+func lockError(path string, err error) error {
 	if errors.Is(err, ErrLocked) {
-		return fmt.Errorf("journal %s: %w", j.path, ErrLocked)
+		return fmt.Errorf("journal %s: %w", path, ErrLocked)
 	}
-	return fmt.Errorf("lock journal %s: %w", j.path, err)
+	return fmt.Errorf("lock journal %s: %w", path, err)
 }
 
 // moveAside renames the journal at path, if any, to a name no file has yet, and
 // returns that name.
-func moveAside(path string) (string, error) {
-	f, err := os.OpenFile(path, os.O_RDONLY, 0)
+//
+// check sees the locked old file first; its error stops the move.
+func moveAside(path string, check func(*os.File) error) (string, error) {
+	// Never pull a journal out from under a run that is using it.
+	f, err := openLocked(path, os.O_RDONLY)
 	if errors.Is(err, os.ErrNotExist) {
 		return "", nil
 	}
 	if err != nil {
-		return "", fmt.Errorf("move old journal aside: %w", err)
+		return "", err
 	}
 	defer f.Close()
-	// Never pull a journal out from under a run that is using it.
-	if err := lock(f); err != nil {
-		if errors.Is(err, ErrLocked) {
-			return "", fmt.Errorf("journal %s: %w", path, ErrLocked)
-		}
-		return "", fmt.Errorf("lock journal %s: %w", path, err)
+	if err := check(f); err != nil {
+		return "", err
 	}
 	base := path + ".old-" + time.Now().UTC().Format("20060102T150405Z")
 	for i := 0; ; i++ {
@@ -221,6 +309,39 @@ func moveAside(path string) (string, error) {
 		}
 		return name, nil
 	}
+}
+
+// countUndelivered counts the users whose password the journal in f, locked, holds
+// and has not handed off, as Undelivered would. With another key than its own it
+// reads the records unchecked: the statuses and whether a slot is sealed are
+// readable without the key. A damaged journal counts up to the damage; a file that
+// is not a journal, or whose header is damaged, counts none (it is kept all the same).
+func countUndelivered(path string, f *os.File, key [32]byte) (int, error) {
+	fi, err := f.Stat()
+	if err != nil {
+		return 0, fmt.Errorf("read old journal: %w", err)
+	}
+	head := make([]byte, min(fi.Size(), int64(maxHeaderLen)))
+	if _, err := f.ReadAt(head, 0); err != nil {
+		return 0, fmt.Errorf("read old journal %s: %w", path, err)
+	}
+	h, err := parseHeader(head)
+	if err != nil || !fi.Mode().IsRegular() {
+		return 0, nil
+	}
+	t := &Journal{path: path, f: f, c: newCodec(key), idx: newIndex()}
+	t.c.fileID, t.c.version = h.fileID, h.version
+	t.c.blind = !t.c.checkKey(h)
+	if _, _, err := t.load(h, fi.Size()); err != nil {
+		if _, ok := errors.AsType[*CorruptError](err); !ok {
+			return 0, err
+		}
+	}
+	u, err := t.Undelivered()
+	if _, ok := errors.AsType[*CorruptError](err); err != nil && !ok {
+		return 0, err
+	}
+	return len(u), nil
 }
 
 // syncDir makes a new or renamed name of path durable.
