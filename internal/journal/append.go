@@ -75,6 +75,9 @@ func (j *Journal) Checkpoint() error {
 	if err := j.append(record{kind: kindCheck}); err != nil {
 		return err
 	}
+	if j.beforeScrub != nil {
+		j.beforeScrub()
+	}
 	return j.scrub()
 }
 

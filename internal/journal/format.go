@@ -90,7 +90,7 @@ const (
 	nonceSize    = chacha20poly1305.NonceSizeX
 	tagSize      = chacha20poly1305.Overhead
 	endMarker    = '\n'
-	metaFixed    = 1 + 8 + 8 // kind, seq, ref
+	metaFixed    = 1 + 8 + 8                                 // kind, seq, ref
 	minBody      = metaFixed + 3*2 + nonceSize + tagSize + 1 // version 2; version 3 adds 2
 	slotOverhead = nonceSize + tagSize
 	maxPassword  = maxField - slotOverhead // the slot's length is a u16
@@ -134,7 +134,7 @@ type view struct {
 	status    []byte
 	password  []byte // decrypted into the caller's scratch buffer
 	slot      slotState
-	slotOff   int    // where the slot starts in the body (version 3 intents)
+	slotOff   int // where the slot starts in the body (version 3 intents)
 	slotLen   int
 }
 

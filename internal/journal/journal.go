@@ -173,18 +173,20 @@ type Journal struct {
 	syncs    atomic.Uint64 // fsyncs of records, for the benchmark
 
 	scrubMu sync.Mutex // one scrub at a time
-	mu      sync.Mutex
-	idx     *index // nil once closed
-	spans   []span // what the checkpoints cover, in file order
-	seq     uint64 // the last sequence number handed out
-	data    int64  // where the records begin, just past the header
-	session int64  // where this session's records begin
-	durable int64  // end of the records written and fsynced
-	next    int64  // where the next record queued will start
-	queue   *batch // records waiting for the writer
-	spare   *batch // a written batch's buffers, for reuse by the next queue
-	closed  bool
-	failed  error // a write or fsync failed: the file past the last good batch is unknown
+	// beforeScrub, if set, runs between a checkpoint and its scrub: a test's crash.
+	beforeScrub func()
+	mu          sync.Mutex
+	idx         *index // nil once closed
+	spans       []span // what the checkpoints cover, in file order
+	seq         uint64 // the last sequence number handed out
+	data        int64  // where the records begin, just past the header
+	session     int64  // where this session's records begin
+	durable     int64  // end of the records written and fsynced
+	next        int64  // where the next record queued will start
+	queue       *batch // records waiting for the writer
+	spare       *batch // a written batch's buffers, for reuse by the next queue
+	closed      bool
+	failed      error // a write or fsync failed: the file past the last good batch is unknown
 
 	kick chan struct{}
 	stop chan struct{}
