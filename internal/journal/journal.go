@@ -19,6 +19,13 @@
 // rather than believed. Localparts, user IDs and statuses are stored readable, see
 // format.go for why and for the byte layout.
 //
+// A password stays in the file only while it is owed. Checkpoint overwrites, in
+// place, the sealed password of every user it covers (and of every superseded
+// intent) with zeros and fsyncs, so after it neither the file nor the key gives them
+// back; Undelivered lists the ones still owed. The guarantee is about the file: on a
+// copy-on-write filesystem, a snapshot, a backup or a flash device's remapped blocks,
+// earlier bytes may survive, still sealed under the key (scrub.go).
+//
 // Concurrent Intent and Outcome calls are group-committed: one goroutine writes
 // whatever has queued up and fsyncs once for all of it.
 //
