@@ -88,7 +88,7 @@ func BenchmarkReplay(b *testing.B) {
 	j := &Journal{idx: newIndex()}
 	_, err := c.replay(bytes.NewReader(recs), int64(len(hdr)), int64(len(hdr)+len(recs)), func(v *view, off int64) error {
 		key, check := j.idx.hashBytes(v.localpart)
-		j.note(v.kind, string(v.status) == StatusCreated, key, check, func() string { return string(v.localpart) }, v.ref, off)
+		j.note(v.kind, Status(v.status) == StatusCreated, key, check, func() string { return string(v.localpart) }, v.ref, off)
 		return nil
 	})
 	if err != nil || j.idx.len() != users {

@@ -15,11 +15,11 @@ import (
 	"golang.org/x/crypto/chacha20poly1305"
 )
 
-// The file format, version 2. Integers are big-endian.
+// The file format, version 3. Integers are big-endian.
 //
 //	header:
 //	  "provision journal\n"      magic, so `head -1` tells an operator what the file is
-//	  u8        version (2)
+//	  u8        version (3; 2 is read, and rewritten as 3 on Open)
 //	  u16       length of the homeserver URL
 //	  u32       CRC-32C of the bytes above: a header is only taken for one a crash cut
 //	            short (and rewritten) when its length is known to be right
@@ -44,14 +44,26 @@ import (
 //	    u16 + ... localpart (empty for a checkpoint)
 //	    u16 + ... user ID
 //	    u16 + ... status (outcomes)
+//	    u16       length of the password slot below: 0, or 24 + password length + 16
 //	    [24]      nonce, random per record
-//	    ...       the password (intents; else empty), XChaCha20-Poly1305-sealed with the file ID
-//	              and every body byte before the nonce as associated data, then the 16-byte tag
+//	    [16]      XChaCha20-Poly1305 tag over an empty message, with the file ID and
+//	              every body byte before the nonce as associated data
+//	    slot:     the password (intents only): a random nonce, then the password sealed
+//	              with the file ID and the same body bytes as associated data, and its
+//	              tag; or, once the password is no longer owed, as many zero bytes
 //	    u8        '\n', so a whole record never ends in a zero byte
 //
 // Version 2 added ref and the checkpoint. The ref is what lets the journal keep only a
 // small index in memory (see index.go): a user's latest record, read back from the
 // file, leads to the one holding the password without a scan.
+//
+// Version 3 moved the password out of the record's tag into its own slot, so that
+// the one place a record is ever changed after it is written is that slot: a scrub
+// overwrites it with zeros in place once the password is handed off (or superseded),
+// and the record still authenticates. In version 2 the password was under the
+// record's tag, and stayed in the file for ever. A slot that fails its check is
+// damage only if its password is still owed; one that is no longer owed may be a
+// scrub a crash cut short, and is zeroed again.
 //
 // A crash can leave the last records cut short, or, on filesystems that grow the file
 // before its data lands, followed or overwritten by zeros. Replay drops a damaged
@@ -64,7 +76,8 @@ import (
 // same, so nothing in a record can be altered without the key.
 const (
 	magic        = "provision journal\n"
-	version      = 2
+	version      = 3
+	version2     = 2
 	fileIDSize   = 16
 	frameSize    = 8
 	maxField     = 1<<16 - 1
@@ -73,11 +86,14 @@ const (
 	kindCheck    = 3 // a checkpoint
 	headerAD     = "provision journal v2 header\x00"
 	recordAD     = "provision journal v2 record\x00"
+	slotAD       = "provision journal v3 password\x00"
 	nonceSize    = chacha20poly1305.NonceSizeX
 	tagSize      = chacha20poly1305.Overhead
 	endMarker    = '\n'
-	metaFixed    = 1 + 8 + 8 // kind, seq, ref
-	minBody      = metaFixed + 3*2 + nonceSize + tagSize + 1
+	metaFixed    = 1 + 8 + 8                                 // kind, seq, ref
+	minBody      = metaFixed + 3*2 + nonceSize + tagSize + 1 // version 2; version 3 adds 2
+	slotOverhead = nonceSize + tagSize
+	maxPassword  = maxField - slotOverhead // the slot's length is a u16
 	maxBody      = 1 << 20
 	prefixLen    = len(magic) + 1 + 2 + 4
 	maxHeaderLen = prefixLen + fileIDSize + maxField + nonceSize + tagSize + 4
@@ -94,7 +110,18 @@ type record struct {
 	userID    string
 	status    string
 	password  string
+	slot      slotState
 }
+
+// slotState is what a record's password slot holds.
+type slotState uint8
+
+const (
+	slotNone     slotState = iota // no password (or a version 2 record)
+	slotSealed                    // a password, authentic
+	slotScrubbed                  // zeros: the password was no longer owed
+	slotDamaged                   // neither: damage, or a scrub cut short
+)
 
 // view is a record opened in place: its fields point into the buffer it was read
 // into, so replaying a long journal allocates nothing per record.
@@ -106,32 +133,42 @@ type view struct {
 	userID    []byte
 	status    []byte
 	password  []byte // decrypted into the caller's scratch buffer
+	slot      slotState
+	slotOff   int // where the slot starts in the body (version 3 intents)
+	slotLen   int
 }
 
 func (v *view) record() record {
 	return record{kind: v.kind, seq: v.seq, ref: v.ref, localpart: string(v.localpart),
-		userID: string(v.userID), status: string(v.status), password: string(v.password)}
+		userID: string(v.userID), status: string(v.status), password: string(v.password), slot: v.slot}
 }
 
 // codec seals and opens one journal's header and records.
 type codec struct {
-	aead   cipher.AEAD
-	fileID [fileIDSize]byte
+	aead    cipher.AEAD
+	fileID  [fileIDSize]byte
+	version byte
+	// blind opens records without their key, trusting them unchecked, and gives each
+	// sealed password as unknownPassword: enough to tell which users are owed one.
+	blind bool
 }
+
+// unknownPassword stands for a password a blind codec cannot read.
+const unknownPassword = "\x00sealed"
 
 func newCodec(key [32]byte) *codec {
 	aead, err := chacha20poly1305.NewX(key[:])
 	if err != nil {
 		panic("journal: " + err.Error()) // only for a wrong key size, which [32]byte rules out
 	}
-	return &codec{aead: aead}
+	return &codec{aead: aead, version: version}
 }
 
 // header returns a new header for homeserver, under c's file ID.
 func (c *codec) header(homeserver string) []byte {
 	b := make([]byte, 0, prefixLen+fileIDSize+len(homeserver)+nonceSize+tagSize+4)
 	b = append(b, magic...)
-	b = append(b, version)
+	b = append(b, c.version)
 	b = binary.BigEndian.AppendUint16(b, uint16(len(homeserver)))
 	b = binary.BigEndian.AppendUint32(b, crc32.Checksum(b, castagnoli))
 	b = append(b, c.fileID[:]...)
@@ -146,12 +183,13 @@ func (c *codec) header(homeserver string) []byte {
 
 var (
 	errShortHeader = errors.New("header cut short")
-	errNotJournal  = errors.New("not a provision journal")
+	errNotJournal  = ErrNotJournal
 	errHeaderCRC   = errors.New("header checksum mismatch")
 )
 
 // parsedHeader is a header whose checksums are right but whose key check is still to do.
 type parsedHeader struct {
+	version    byte
 	fileID     [fileIDSize]byte
 	homeserver string
 	sealed     []byte // the bytes the tag covers
@@ -179,9 +217,10 @@ func parseHeader(b []byte) (parsedHeader, error) {
 	if crc32.Checksum(b[:prefixLen-4], castagnoli) != binary.BigEndian.Uint32(b[prefixLen-4:]) {
 		return h, errHeaderCRC
 	}
-	if v := b[len(magic)]; v != version {
-		return h, fmt.Errorf("journal format version %d is not supported by this provision (it reads version %d): use the provision release that wrote it", v, version)
+	if v := b[len(magic)]; v != version && v != version2 {
+		return h, fmt.Errorf("%w: version %d (this provision reads versions %d and %d)", ErrUnsupportedVersion, v, version2, version)
 	}
+	h.version = b[len(magic)]
 	n := int(binary.BigEndian.Uint16(b[len(magic)+1:]))
 	p := prefixLen
 	if len(b) < p+fileIDSize+n+nonceSize+tagSize+4 {
@@ -222,6 +261,26 @@ func (c *codec) appendRecord(dst []byte, r record) []byte {
 		dst = binary.BigEndian.AppendUint16(dst, uint16(len(s)))
 		dst = append(dst, s...)
 	}
+	if c.version == version2 {
+		meta := len(dst)
+		var adBuf [256]byte
+		ad := append(adBuf[:0], recordAD...)
+		ad = append(ad, c.fileID[:]...)
+		ad = append(ad, dst[body:meta]...)
+		var nonce [nonceSize]byte
+		rand.Read(nonce[:])
+		dst = append(dst, nonce[:]...)
+		dst = c.aead.Seal(dst, nonce[:], []byte(r.password), ad)
+		dst = append(dst, endMarker)
+		binary.BigEndian.PutUint32(dst[start:], uint32(len(dst)-body))
+		binary.BigEndian.PutUint32(dst[start+4:], crc32.Checksum(dst[start:start+4], castagnoli))
+		return dst
+	}
+	slotLen := 0
+	if r.password != "" {
+		slotLen = slotOverhead + len(r.password)
+	}
+	dst = binary.BigEndian.AppendUint16(dst, uint16(slotLen))
 	meta := len(dst)
 	var adBuf [256]byte
 	ad := append(adBuf[:0], recordAD...)
@@ -230,7 +289,15 @@ func (c *codec) appendRecord(dst []byte, r record) []byte {
 	var nonce [nonceSize]byte
 	rand.Read(nonce[:])
 	dst = append(dst, nonce[:]...)
-	dst = c.aead.Seal(dst, nonce[:], []byte(r.password), ad)
+	dst = c.aead.Seal(dst, nonce[:], nil, ad)
+	if slotLen > 0 {
+		ad = append(ad[:0], slotAD...)
+		ad = append(ad, c.fileID[:]...)
+		ad = append(ad, dst[body:meta]...)
+		rand.Read(nonce[:])
+		dst = append(dst, nonce[:]...)
+		dst = c.aead.Seal(dst, nonce[:], []byte(r.password), ad)
+	}
 	dst = append(dst, endMarker)
 	binary.BigEndian.PutUint32(dst[start:], uint32(len(dst)-body))
 	binary.BigEndian.PutUint32(dst[start+4:], crc32.Checksum(dst[start:start+4], castagnoli))
@@ -238,6 +305,14 @@ func (c *codec) appendRecord(dst []byte, r record) []byte {
 }
 
 var errBadRecord = errors.New("record fails authentication")
+
+// minExtra is what a record body of c's version takes beyond minBody.
+func (c *codec) minExtra() int {
+	if c.version == version2 {
+		return 0
+	}
+	return 2
+}
 
 // openRecord decodes and authenticates one record body.
 func (c *codec) openRecord(body []byte) (record, error) {
@@ -271,19 +346,70 @@ func (c *codec) open(body []byte, v *view, scratch []byte) ([]byte, error) {
 		fields[i] = body[p : p+n : p+n]
 		p += n
 	}
+	slotLen := 0
+	if c.version != version2 {
+		if len(body) < p+2 {
+			return scratch, errBadRecord
+		}
+		slotLen = int(binary.BigEndian.Uint16(body[p:]))
+		p += 2
+		if slotLen != 0 && slotLen <= slotOverhead {
+			return scratch, errBadRecord
+		}
+	}
 	if len(body) < p+nonceSize+tagSize+1 || body[len(body)-1] != endMarker {
 		return scratch, errBadRecord
 	}
 	body = body[:len(body)-1]
+	if c.version != version2 && len(body) != p+nonceSize+tagSize+slotLen {
+		return scratch, errBadRecord
+	}
 	// The associated data is built in a buffer on the stack for everyday lengths: this
 	// runs once per record on replay.
 	var adBuf [256]byte
 	ad := append(adBuf[:0], recordAD...)
 	ad = append(ad, c.fileID[:]...)
 	ad = append(ad, body[:p]...)
-	pw, err := c.aead.Open(scratch[:0], body[p:p+nonceSize], body[p+nonceSize:], ad)
-	if err != nil {
-		return scratch, errBadRecord
+	var pw []byte
+	v.slot, v.slotOff, v.slotLen = slotNone, 0, 0
+	switch {
+	case c.blind:
+		if c.version == version2 && len(body) > p+nonceSize+tagSize {
+			pw, v.slot = append(scratch[:0], unknownPassword...), slotSealed
+		}
+	case c.version == version2:
+		var err error
+		if pw, err = c.aead.Open(scratch[:0], body[p:p+nonceSize], body[p+nonceSize:], ad); err != nil {
+			return scratch, errBadRecord
+		}
+		if len(pw) > 0 {
+			v.slot = slotSealed
+		}
+	default:
+		if _, err := c.aead.Open(nil, body[p:p+nonceSize], body[p+nonceSize:p+nonceSize+tagSize], ad); err != nil {
+			return scratch, errBadRecord
+		}
+	}
+	if c.version != version2 && slotLen > 0 {
+		v.slotOff, v.slotLen = p+nonceSize+tagSize, slotLen
+		slot := body[v.slotOff:]
+		switch {
+		case lastNonZero(slot) == 0:
+			v.slot = slotScrubbed
+		case c.blind:
+			pw, v.slot = append(scratch[:0], unknownPassword...), slotSealed
+		default:
+			ad = append(ad[:0], slotAD...)
+			ad = append(ad, c.fileID[:]...)
+			ad = append(ad, body[:p]...)
+			var err error
+			pw, err = c.aead.Open(scratch[:0], slot[:nonceSize], slot[nonceSize:], ad)
+			v.slot = slotSealed
+			if err != nil {
+				// Judged by the caller: damage if the password is still owed.
+				pw, v.slot = scratch[:0], slotDamaged
+			}
+		}
 	}
 	switch {
 	case v.kind != kindIntent && v.kind != kindOutcome && v.kind != kindCheck:
@@ -291,6 +417,8 @@ func (c *codec) open(body []byte, v *view, scratch []byte) ([]byte, error) {
 		return pw, fmt.Errorf("unknown record kind %d", v.kind)
 	case v.kind != kindCheck && len(fields[0]) == 0:
 		return pw, errors.New("record without a localpart")
+	case v.kind != kindIntent && slotLen != 0:
+		return pw, errors.New("a password in a record that is not an intent")
 	case v.ref < 0:
 		return pw, fmt.Errorf("record refers to offset %d", v.ref)
 	}
@@ -331,7 +459,7 @@ func (c *codec) replay(r io.Reader, start, size int64, apply func(v *view, off i
 		if crc32.Checksum(buf[:4], castagnoli) != binary.BigEndian.Uint32(buf[4:]) {
 			return st, tornOrCorrupt(&st, off, off+frameSize, size, buf, br, "record length checksum mismatch")
 		}
-		if n < minBody || n > maxBody {
+		if n < minBody+uint32(c.minExtra()) || n > maxBody {
 			return st, &CorruptError{Offset: off, Reason: fmt.Sprintf("impossible record length %d", n)}
 		}
 		if int64(n) > rem-frameSize {

@@ -52,7 +52,7 @@ func replayState(c *codec, data []byte, start int64) ([]string, replayed, error)
 	j := &Journal{idx: newIndex()}
 	st, err := c.replay(bytes.NewReader(data), start, start+int64(len(data)), func(v *view, off int64) error {
 		key, check := j.idx.hashBytes(v.localpart)
-		j.note(v.kind, string(v.status) == StatusCreated, key, check, func() string { return string(v.localpart) }, v.ref, off)
+		j.note(v.kind, Status(v.status) == StatusCreated, key, check, func() string { return string(v.localpart) }, v.ref, off)
 		return nil
 	})
 	var s []string
@@ -152,8 +152,9 @@ func TestReplaySeeds(t *testing.T) {
 	want := []Entry{
 		{Localpart: "bob", UserID: "@bob:example.org", Password: "pw-b", Seq: 2},
 		{Localpart: "carol", UserID: "@carol:example.org", Done: true, Status: "exists", Seq: 4},
-		// Created in the session the checkpoint closes: handed off.
-		{Localpart: "dave", UserID: "@dave:example.org", Password: "pw-d", Done: true, Status: StatusDelivered, Seq: 5},
+		// Created in the session the checkpoint closes: handed off, so its password
+		// is gone.
+		{Localpart: "dave", UserID: "@dave:example.org", Done: true, Status: StatusDelivered, Seq: 5},
 		// Created before that session began, then reset: a new intent.
 		{Localpart: "alice", UserID: "@alice:example.org", Seq: 8},
 	}

@@ -162,7 +162,7 @@ func TestWrongKey(t *testing.T) {
 	if !errors.Is(err, ErrWrongKey) {
 		t.Fatalf("Open with another key: %v, want ErrWrongKey", err)
 	}
-	for _, s := range []string{path, "another shared secret or admin token", "--fresh"} {
+	for _, s := range []string{path, "another shared secret or admin token"} {
 		if !strings.Contains(err.Error(), s) {
 			t.Errorf("error %q does not mention %q", err, s)
 		}
@@ -192,7 +192,7 @@ func TestHomeserver(t *testing.T) {
 	if !errors.Is(err, ErrOtherHomeserver) {
 		t.Fatalf("Open for another homeserver: %v, want ErrOtherHomeserver", err)
 	}
-	for _, s := range []string{"https://a.example", "https://b.example", "--journal", "--fresh"} {
+	for _, s := range []string{"https://a.example", "https://b.example"} {
 		if !strings.Contains(err.Error(), s) {
 			t.Errorf("error %q does not mention %q", err, s)
 		}
@@ -231,6 +231,38 @@ func TestFileMode(t *testing.T) {
 	must(t, err)
 	if m := fi.Mode().Perm(); m != 0o600 {
 		t.Errorf("mode %v, want 0600", m)
+	}
+}
+
+// A journal that an older provision, a careless copy or a umask left readable by
+// others is made 0600 as it is opened: it holds passwords.
+func TestOpenRestrictsLooseFileMode(t *testing.T) {
+	t.Parallel()
+	for _, mode := range []os.FileMode{0o644, 0o666, 0o640, 0o700} {
+		path := filepath.Join(t.TempDir(), "journal")
+		j := open(t, path, Options{})
+		must(t, j.Intent("alice", "@alice:example.org", "pw-alice"))
+		must(t, j.Close())
+		must(t, os.Chmod(path, mode))
+		j = open(t, path, Options{})
+		fi, err := os.Stat(path)
+		must(t, err)
+		if m := fi.Mode().Perm(); m != 0o600 {
+			t.Errorf("a journal of mode %v is %v after Open, want 0600", mode, m)
+		}
+		if e := lookup(t, j, "alice"); e.Password != "pw-alice" {
+			t.Errorf("mode %v: alice is %+v", mode, e)
+		}
+		must(t, j.Close())
+	}
+	// A file that is not a journal keeps its mode.
+	path := filepath.Join(t.TempDir(), "roster.csv")
+	must(t, os.WriteFile(path, []byte("localpart\nalice\n"), 0o644))
+	if _, err := Open(path, testKey, Options{Homeserver: hs}); !errors.Is(err, ErrNotJournal) {
+		t.Fatalf("Open of a CSV file: %v", err)
+	}
+	if fi, _ := os.Stat(path); fi.Mode().Perm() != 0o644 {
+		t.Errorf("Open changed the mode of a file that is not a journal to %v", fi.Mode().Perm())
 	}
 }
 
@@ -477,7 +509,7 @@ func TestNotAJournal(t *testing.T) {
 	content := []byte("localpart,password\nalice,x\n")
 	must(t, os.WriteFile(path, content, 0o644))
 	_, err := Open(path, testKey, Options{Homeserver: hs})
-	if err == nil || !strings.Contains(err.Error(), "not a provision journal") {
+	if !errors.Is(err, ErrNotJournal) || !strings.Contains(err.Error(), "not a provision journal") {
 		t.Fatalf("Open of a CSV file: %v", err)
 	}
 	if got, _ := os.ReadFile(path); !bytes.Equal(got, content) {
@@ -501,7 +533,9 @@ func TestFresh(t *testing.T) {
 	// Fresh ignores the old key and homeserver, and keeps the old journal.
 	var olds []string
 	for i, pw := range []string{"second-password", "third-password"} {
-		j, err := Open(path, DeriveKey([]byte(fmt.Sprint("secret", i))), Options{Fresh: true, Homeserver: "https://other.example"})
+		// Each old journal holds alice's undelivered password: say it may be set aside
+		// all the same (TestFreshRefusesUndelivered is the refusal).
+		j, err := Open(path, DeriveKey([]byte(fmt.Sprint("secret", i))), Options{Fresh: true, FreshEvenIfUndelivered: true, Homeserver: "https://other.example"})
 		must(t, err)
 		if j.Len() != 0 {
 			t.Errorf("fresh journal has %d entries", j.Len())
@@ -602,10 +636,11 @@ func TestCheckpoint(t *testing.T) {
 	must(t, j.Checkpoint())
 
 	want := map[string]Entry{
-		"alice": {Localpart: "alice", UserID: "@alice:example.org", Password: "pw-alice", Done: true, Status: StatusDelivered, Seq: 1},
+		// Handed off: the journal no longer holds the password (see Checkpoint).
+		"alice": {Localpart: "alice", UserID: "@alice:example.org", Done: true, Status: StatusDelivered, Seq: 1},
 		"bob":   {Localpart: "bob", UserID: "@bob:example.org", Password: "pw-bob", Done: true, Status: StatusCreated, Seq: 3},
 		"carol": {Localpart: "carol", UserID: "@carol:example.org", Done: true, Status: "exists", Seq: 5},
-		"dave":  {Localpart: "dave", UserID: "@dave:example.org", Password: "pw-dave", Done: true, Status: StatusDelivered, Seq: 7},
+		"dave":  {Localpart: "dave", UserID: "@dave:example.org", Done: true, Status: StatusDelivered, Seq: 7},
 	}
 	check := func(j *Journal, when string) {
 		t.Helper()
