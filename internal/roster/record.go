@@ -137,6 +137,18 @@ func CheckRoom(room string) (msg, hint string) {
 	return "", ""
 }
 
+// CheckSSOProvider checks a single sign-on provider as the sso_provider
+// column does (see the package documentation); msg is "" when it is valid.
+// Sources that take one provider for everyone from their own flag check it
+// once, where it is given, and name that flag.
+func CheckSSOProvider(provider string) (msg, hint string) {
+	s := strings.TrimSpace(provider)
+	if s == "" {
+		return "the SSO provider is empty", providerHint
+	}
+	return checkSSOProvider(s)
+}
+
 // at names where an earlier record with the given line is, after "already".
 func (r *run) at(line int) string {
 	if r.locate != nil {
