@@ -32,8 +32,9 @@
 // pair. The provider is Synapse's auth_provider ("oidc", "oidc-<idp_id>",
 // "saml", "cas") or, with MAS, the upstream provider's ID or name: any
 // printable text of at most 255 bytes, but a value starting "oidc-" must
-// be a valid Synapse idp_id after it, and Synapse's own names must be
-// lowercase. A subject is printable text of at most 255 bytes (the limit
+// be a valid Synapse idp_id after it, Synapse's own names must be
+// lowercase, and "provision" is refused: it names the marker provision
+// puts on the accounts it creates. A subject is printable text of at most 255 bytes (the limit
 // OpenID Connect sets on sub), compared exactly as Synapse compares it.
 //
 // An unknown column is an error, with a "did you mean" hint when the name is

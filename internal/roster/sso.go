@@ -21,15 +21,22 @@ import (
 //     which is free text ("Okta", "Corporate SSO").
 //
 // So the rule is deliberately loose: printable text of at most 255 bytes
-// (MSC2858's limit on an IdP ID, and Synapse's 250 for an idp_id plus "oidc-"). Only what cannot be meant is refused: a
-// value that starts with "oidc-" is a Synapse OIDC idp_id and must follow
-// Synapse's pattern, and "oidc", "saml" and "cas" must be lowercase, since
-// Synapse writes them so. A provider ID that matches no configured provider
-// is not caught here (Synapse records external IDs without checking them
-// against its providers, see _record_user_external_id_txn in
+// (MSC2858's limit on an IdP ID, and Synapse's 250 for an idp_id plus
+// "oidc-"). Only what cannot be meant is refused: a value that starts with
+// "oidc-" is a Synapse OIDC idp_id and must follow Synapse's pattern;
+// "oidc", "saml" and "cas" must be lowercase, since Synapse writes them so;
+// and "provision" is provision's own marker. A provider ID that matches no
+// configured provider is not caught here (Synapse records external IDs
+// without checking them against its providers, see
+// _record_user_external_id_txn in
 // synapse/storage/databases/main/registration.py): the person would then
 // get a new, empty account at the first SSO login. The docs say to copy the
 // ID from the homeserver's config.
+
+// markerProvider is the auth_provider of the external ID by which provision
+// marks the accounts it creates (docs/sync.md): no SSO login resolves to
+// it, and a binding under that name would be taken for the marker.
+const markerProvider = "provision"
 
 // maxSSOProvider is MSC2858's limit on an identity provider's ID. Synapse
 // allows 250 characters for an OIDC idp_id so that "oidc-" fits in it: the
@@ -56,6 +63,9 @@ func checkSSOProvider(s string) (msg, hint string) {
 	}
 	lower := strings.ToLower(s)
 	switch {
+	case lower == markerProvider:
+		return fmt.Sprintf("%s is not an identity provider: it names the marker provision puts on the accounts it creates", quoteShort(s)),
+			"write the provider people sign in with (docs/sync.md, \"provision's marker\")"
 	case (lower == "oidc" || lower == "saml" || lower == "cas") && s != lower,
 		strings.HasPrefix(lower, "oidc-") && !strings.HasPrefix(s, "oidc-"):
 		return fmt.Sprintf("the SSO provider %s is not written as Synapse writes it", quoteShort(s)),

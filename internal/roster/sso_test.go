@@ -163,6 +163,7 @@ func TestSSOProviderOption(t *testing.T) {
 		"oidc": "", "oidc-okta": "", "saml": "", "cas": "", "Okta (MAS)": "", "01H8PKNWKKRPCBW4YGH1RWV279": "",
 		"oidc-my okta": "not a Synapse OIDC provider ID", "Oidc-okta": "not written as Synapse writes it",
 		"oidc\x00": "control character", strings.Repeat("p", 256): "256 bytes",
+		"provision": "the marker provision puts", "Provision": "not an identity provider",
 	} {
 		_, err := newRun("r.csv", Options{SSOProvider: provider})
 		_, rerr := NewRecords(Options{SSOProvider: provider}, nil)
