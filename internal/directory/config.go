@@ -115,6 +115,11 @@ func (c *Config) Validate() error {
 	if c.PageSize < 0 || c.PageSize > 100000 {
 		return fmt.Errorf("page size %d: use 1 to 100000 (Active Directory sends at most 1000 per page) — or leave it out for %d", c.PageSize, DefaultPageSize)
 	}
+	if c.SSOProvider != "" {
+		if msg, hint := roster.CheckSSOProvider(c.SSOProvider); msg != "" {
+			return fmt.Errorf("--ldap-sso-provider: %s — %s", msg, hint)
+		}
+	}
 	m := c.mapping()
 	if m.fields[tSSOSubject] != nil && m.fields[tSSOProvider] == nil && c.SSOProvider == "" {
 		return errors.New("the mapping gives sso_subject but no provider — give the identity provider's id with --ldap-sso-provider (Synapse's idp_id, e.g. oidc-keycloak), or map sso_provider")

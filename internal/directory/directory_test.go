@@ -133,6 +133,7 @@ func TestConfigValidate(t *testing.T) {
 		"CA file not PEM":      {Config{Query: q, CAFile: "directory_test.go"}, "no PEM certificate"},
 		"sso without provider": {Config{Query: q, Mapping: sso}, "--ldap-sso-provider"},
 		"page size":            {Config{Query: q, PageSize: -1}, "page size"},
+		"bad sso provider":     {Config{Query: q, Mapping: sso, SSOProvider: "oidc-my okta"}, "--ldap-sso-provider: \"oidc-my okta\" is not a Synapse OIDC provider ID"},
 	}
 	for name, tt := range tests {
 		err := tt.c.Validate()
@@ -238,7 +239,7 @@ func TestSpoolRoundTrip(t *testing.T) {
 	}
 	defer s.close()
 	in := []Person{
-		{User: roster.User{Line: 1, Localpart: "alice", Original: "Alice", DisplayName: "Alice Ä", Email: "a@example.org", Rooms: []string{"#a:x", "!b:x"}}, DN: "uid=Alice,dc=x", SSOProvider: "oidc", SSOSubject: "s-1"},
+		{User: roster.User{Line: 1, Localpart: "alice", Original: "Alice", DisplayName: "Alice Ä", Email: "a@example.org", Rooms: []string{"#a:x", "!b:x"}, SSOProvider: "oidc", SSOSubject: "s-1"}, DN: "uid=Alice,dc=x"},
 		{User: roster.User{Line: 3, Localpart: "bob"}, DN: "uid=bob,dc=x"},
 	}
 	for i := range in {

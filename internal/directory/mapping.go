@@ -33,9 +33,8 @@ var targetNames = map[string]target{
 	"sso_provider": tSSOProvider, "sso_subject": tSSOSubject,
 }
 
-// column is the roster column a target is validated as; "" for the SSO
-// targets, which the roster does not know.
-var column = [numTargets]string{"localpart", "displayname", "email", "admin", "user_type", "recipient", "", ""}
+// column is the roster column a target is validated as.
+var column = [numTargets]string{"localpart", "displayname", "email", "admin", "user_type", "recipient", "sso_provider", "sso_subject"}
 
 const mappingKeys = "localpart, displayname, email, admin, user_type, recipient, sso_provider, sso_subject"
 
@@ -197,14 +196,7 @@ func (m *Mapping) String() string {
 		for _, s := range m.fields[t] {
 			alts = append(alts, strings.Join(s, "+"))
 		}
-		name := column[t]
-		switch t {
-		case tSSOProvider:
-			name = "sso_provider"
-		case tSSOSubject:
-			name = "sso_subject"
-		}
-		parts = append(parts, name+"="+strings.Join(alts, "|"))
+		parts = append(parts, column[t]+"="+strings.Join(alts, "|"))
 	}
 	return strings.Join(parts, ",")
 }

@@ -5,21 +5,19 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"strings"
-	"unicode"
+	"unicode/utf8"
 
 	"github.com/go-ldap/ldap/v3"
 
 	"github.com/provision-matrix/provision/internal/roster"
 )
 
-// Person is one user read from the directory: the roster user, the entry's
-// DN, and the SSO binding when the mapping gives one.
+// Person is one user read from the directory: the roster user (with its
+// SSO binding, User.SSOProvider and User.SSOSubject, when the mapping gives
+// one) and the entry's DN.
 type Person struct {
 	roster.User        // Line is the entry's position in the search, from 1
 	DN          string //
-	SSOProvider string // "" = no SSO binding
-	SSOSubject  string
 }
 
 // Stats describe a search.
@@ -101,6 +99,9 @@ func read(ctx context.Context, cfg *Config, res *Result) error {
 
 	ropts := cfg.Roster
 	ropts.Columns = nil
+	// The roster validates the binding and gives mapped sso_subjects
+	// without a mapped sso_provider this one.
+	ropts.SSOProvider = cfg.SSOProvider
 	records, err := roster.NewRecords(ropts, res.spool.locate)
 	if err != nil {
 		return err
@@ -142,7 +143,9 @@ func read(ctx context.Context, cfg *Config, res *Result) error {
 		p := Person{DN: e.DN}
 		ssoOK := true
 		if m.fields[tSSOSubject] != nil {
-			p.SSOProvider, p.SSOSubject, ssoOK = sso(records, e, m, cfg.SSOProvider)
+			var fields []roster.Field
+			fields, ssoOK = sso(records, e, m)
+			rec.Fields = append(rec.Fields, fields...)
 		}
 		u, ok := records.Add(rec)
 		if !ok || !ssoOK {
@@ -218,28 +221,37 @@ func read(ctx context.Context, cfg *Config, res *Result) error {
 	return res.spool.flush()
 }
 
-// sso reads an entry's SSO binding, reporting what is wrong with it to
-// records.
-func sso(records *roster.Records, e *ldap.Entry, m *Mapping, defProvider string) (provider, subject string, ok bool) {
-	subject, src, found := m.value(e, tSSOSubject)
+// sso reads an entry's SSO binding as roster fields, which the roster
+// validates like the SSO columns of a file. What only a directory can get
+// wrong is reported to records here: a mapping with sso_subject binds
+// everyone, so an entry without a value is a problem, not a password
+// account.
+func sso(records *roster.Records, e *ldap.Entry, m *Mapping) (fields []roster.Field, ok bool) {
 	ok = true
+	subject, src, found := m.value(e, tSSOSubject)
 	if !found {
 		records.Problem(e.DN, src, "no value, so the account cannot be bound to single sign-on", "every person needs one: check the attribute, or leave sso_subject out of the mapping")
 		ok = false
-	} else if i := strings.IndexFunc(subject, func(c rune) bool { return unicode.IsControl(c) || c == unicode.ReplacementChar }); i >= 0 {
-		records.Problem(e.DN, src, fmt.Sprintf("%s has control characters or binary data", quote(subject)), "map sso_subject to a text attribute (entryUUID), or objectGUID on Active Directory")
-		ok = false
+	} else {
+		if !utf8.ValidString(subject) {
+			records.Problem(e.DN, src, "binary data, not text", "map sso_subject to a text attribute (entryUUID), or objectGUID on Active Directory")
+			return nil, false
+		}
+		fields = append(fields, roster.Field{Column: "sso_subject", Source: src, Value: subject})
 	}
-	provider = defProvider
 	if m.fields[tSSOProvider] != nil {
-		var psrc string
-		provider, psrc, found = m.value(e, tSSOProvider)
+		provider, psrc, found := m.value(e, tSSOProvider)
 		if !found {
 			records.Problem(e.DN, psrc, "no value, so the account cannot be bound to single sign-on", "fill in the attribute, or give one provider for all with --ldap-sso-provider")
 			ok = false
+		} else {
+			fields = append(fields, roster.Field{Column: "sso_provider", Source: psrc, Value: provider})
 		}
 	}
-	return provider, subject, ok
+	if !ok {
+		return nil, false
+	}
+	return fields, true
 }
 
 // connect dials, secures and binds.

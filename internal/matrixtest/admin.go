@@ -227,12 +227,20 @@ func (s *Server) putUser(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if externalIDs != nil {
-		if s.externalIDOwnerLocked(*externalIDs, u) != nil {
-			// replace_user_external_id runs in one transaction: nothing changes.
-			writeError(w, http.StatusConflict, matrix.ErrcodeUnknown, "External id is already in use.")
-			return
+		// replace_user_external_id (synapse/storage/databases/main/
+		// registration.py): in one transaction, delete all of the user's
+		// external IDs, then record each of the new ones; any conflict
+		// rolls the whole set back, while the display name and threepids
+		// changed above stay changed.
+		var replaced []matrix.ExternalID
+		for _, e := range *externalIDs {
+			var ok bool
+			if replaced, ok = s.recordExternalIDLocked(u, replaced, e); !ok {
+				writeExternalIDInUse(w)
+				return
+			}
 		}
-		u.externalIDs = slices.Clone(*externalIDs)
+		u.externalIDs = replaced
 	}
 	if av, present := body["avatar_url"]; present {
 		u.avatarURL, _ = av.(string)
@@ -293,12 +301,17 @@ func (s *Server) createUserLocked(w http.ResponseWriter, lp string, body map[str
 		return
 	}
 	if externalIDs != nil {
+		// on_PUT's create branch calls record_user_external_id once per ID,
+		// each its own transaction, after register_user: on a conflict the
+		// account exists (without a password unless one was sent) and keeps
+		// the IDs recorded before it, and the avatar is not set.
 		for _, e := range *externalIDs {
-			if s.externalIDOwnerLocked([]matrix.ExternalID{e}, u) != nil {
-				writeError(w, http.StatusConflict, matrix.ErrcodeUnknown, "External id is already in use.")
+			ids, ok := s.recordExternalIDLocked(u, u.externalIDs, e)
+			if !ok {
+				writeExternalIDInUse(w)
 				return
 			}
-			u.externalIDs = append(u.externalIDs, e)
+			u.externalIDs = ids
 		}
 	}
 	if av, ok := body["avatar_url"].(string); ok {
@@ -327,19 +340,44 @@ func (s *Server) setThreepids(w http.ResponseWriter, u *user, tps []matrix.Three
 	return true
 }
 
-// externalIDOwnerLocked returns another account that already has one of ids.
-func (s *Server) externalIDOwnerLocked(ids []matrix.ExternalID, self *user) *user {
+// recordExternalIDLocked is _record_user_external_id_txn
+// (synapse/storage/databases/main/registration.py) for user u, whose
+// external IDs in the transaction so far are ids. The table is UNIQUE on
+// (auth_provider, external_id) only, so a user may hold several IDs at one
+// provider. The row is upserted with ON CONFLICT DO NOTHING; when it was
+// already there (for u or anyone else), Synapse selects one external ID of
+// u at that provider and raises ExternalIDReuseException unless it is the
+// one being recorded. So:
+//   - an ID another account holds is a conflict;
+//   - an ID u holds already is recorded once, without error, unless u also
+//     holds another ID at that provider, in which case the outcome depends
+//     on which row the unordered SELECT returns first; the fake takes the
+//     first recorded, as a fresh table returns it.
+//
+// It returns u's IDs with e recorded, or ok false on a conflict.
+func (s *Server) recordExternalIDLocked(u *user, ids []matrix.ExternalID, e matrix.ExternalID) (_ []matrix.ExternalID, ok bool) {
+	taken := slices.Contains(ids, e)
 	for _, other := range s.users {
-		if other == self {
-			continue
-		}
-		for _, e := range ids {
-			if slices.Contains(other.externalIDs, e) {
-				return other
-			}
+		if other != u && slices.Contains(other.externalIDs, e) {
+			taken = true
 		}
 	}
-	return nil
+	if !taken {
+		return append(slices.Clip(ids), e), true
+	}
+	for _, mine := range ids {
+		if mine.AuthProvider == e.AuthProvider {
+			return ids, mine.ExternalID == e.ExternalID
+		}
+	}
+	return ids, false
+}
+
+// writeExternalIDInUse is on_PUT's answer to ExternalIDReuseException:
+// SynapseError(HTTPStatus.CONFLICT, "External id is already in use."),
+// whose errcode defaults to M_UNKNOWN (synapse/rest/admin/users.py).
+func writeExternalIDInUse(w http.ResponseWriter) {
+	writeError(w, http.StatusConflict, matrix.ErrcodeUnknown, "External id is already in use.")
 }
 
 // pairListParam reads an optional list of objects with two string fields, as
@@ -359,10 +397,25 @@ func pairListParam[T any](w http.ResponseWriter, body map[string]any, key, k1, k
 	out := []T{}
 	for _, item := range list {
 		m, _ := item.(map[string]any)
+		// assert_params_in_dict (synapse/http/servlet.py) names the absent
+		// keys, as Python's repr of a list of them.
+		var absent []string
+		for _, k := range []string{k1, k2} {
+			if _, ok := m[k]; !ok {
+				absent = append(absent, "'"+k+"'")
+			}
+		}
+		if len(absent) > 0 {
+			writeError(w, http.StatusBadRequest, "M_MISSING_PARAM", "Missing params: ["+strings.Join(absent, ", ")+"]")
+			return nil, false
+		}
 		v1, ok1 := m[k1].(string)
 		v2, ok2 := m[k2].(string)
 		if !ok1 || !ok2 {
-			writeError(w, http.StatusBadRequest, "M_MISSING_PARAM", fmt.Sprintf("Missing params: ['%s', '%s']", k1, k2))
+			// Synapse checks only that the keys are there and would store a
+			// number as its text; nothing here ever sends one, so the fake
+			// refuses it instead of imitating that.
+			writeError(w, http.StatusBadRequest, matrix.ErrcodeBadJSON, fmt.Sprintf("%s and %s must be strings", k1, k2))
 			return nil, false
 		}
 		out = append(out, build(v1, v2))

@@ -72,6 +72,10 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 	}
 	password, _ := body["password"].(string)
 	u := s.lookupFoldLocked(name)
+	// An account made without a password (an SSO-only one: the admin PUT
+	// with external_ids and no password) has no hash, and
+	// _check_local_password (synapse/handlers/auth.py) fails for it like a
+	// wrong password: 403 M_FORBIDDEN "Invalid username or password".
 	if u == nil || !u.checkPassword(password) {
 		s.wrongPassword(w)
 		return

@@ -120,6 +120,30 @@ func (s *Server) Users() []FakeUser {
 	return out
 }
 
+// SSOLogin finds the account a single sign-on login with this provider
+// (Synapse's auth_provider, e.g. "oidc-okta") and subject would land on, as
+// SsoHandler.get_sso_user_by_remote_user_id does with
+// get_user_by_external_id (synapse/handlers/sso.py): the account holding
+// that exact external ID. ok is false when there is none, and also when
+// the login would then be refused: a deactivated account
+// (AuthHandler.complete_sso_login answers 403) or a locked one (the login
+// token's exchange in synapse/rest/client/login.py refuses it); userID
+// still names the account then. It opens no session: a test that goes on
+// as the user calls NewSession. (A real Synapse with registration on would
+// create a new account for an unknown subject; tests want to know that
+// none was bound.)
+func (s *Server) SSOLogin(provider, subject string) (userID string, ok bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	want := matrix.ExternalID{AuthProvider: provider, ExternalID: subject}
+	for _, u := range s.users {
+		if slices.Contains(u.externalIDs, want) {
+			return s.UserID(u.localpart), !u.deactivated && !u.locked
+		}
+	}
+	return "", false
+}
+
 // CheckPassword reports whether password is the account's current password.
 func (s *Server) CheckPassword(localpart, password string) bool {
 	s.mu.Lock()

@@ -169,7 +169,7 @@ func (r *run) header(rec []string, line int, cr *csv.Reader) *header {
 		name := strings.ToLower(strings.TrimSpace(raw))
 		if name == "" {
 			r.problem(line, col, fmt.Sprintf("column %d has no name", i+1),
-				"name it (localpart, displayname, email, admin, user_type, password, rooms, recipient) or remove the extra comma")
+				"name it ("+knownColumns+") or remove the extra comma")
 			continue
 		}
 		c, ok := columnNames[name]
@@ -216,6 +216,10 @@ func (r *run) header(rec []string, line int, cr *csv.Reader) *header {
 	if h.localpart < 0 {
 		r.problem(line, 1, "the header has no localpart column",
 			`add a column named "localpart" (or "username") holding each user's name`)
+	}
+	if _, ok := first[colSSOSubject]; !ok && r.opts.SSOProvider != "" {
+		r.problem(line, 1, "--sso-provider is given, but the header has no sso_subject column",
+			"add an sso_subject column with each person's ID at the provider, or leave out --sso-provider")
 	}
 	return h
 }

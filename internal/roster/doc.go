@@ -22,6 +22,20 @@
 //	password     supplied password; empty means "generate one"
 //	rooms        room IDs (!id:server) or aliases (#alias:server), separated by spaces or ;
 //	recipient    the user's own age (age1...) or SSH public key
+//	sso_provider the single sign-on provider, as the homeserver names it
+//	sso_subject  the person's ID at that provider
+//
+// A user with an sso_subject is bound to single sign-on and gets no
+// password: both SSO columns are given or neither (the provider may come
+// from [Options].SSOProvider, --sso-provider, instead), the password column
+// must then be empty, and two users cannot share a (provider, subject)
+// pair. The provider is Synapse's auth_provider ("oidc", "oidc-<idp_id>",
+// "saml", "cas") or, with MAS, the upstream provider's ID or name: any
+// printable text of at most 255 bytes, but a value starting "oidc-" must
+// be a valid Synapse idp_id after it, Synapse's own names must be
+// lowercase, and "provision" is refused: it names the marker provision
+// puts on the accounts it creates. A subject is printable text of at most 255 bytes (the limit
+// OpenID Connect sets on sub), compared exactly as Synapse compares it.
 //
 // An unknown column is an error, with a "did you mean" hint when the name is
 // close to a known one: a typo in a header must not silently drop a column.
@@ -84,5 +98,7 @@
 // collide, a chance of about n²/2⁹⁷ for n users (below 10⁻¹⁷ for a million);
 // a collision of the first hash alone is detected and then resolved by
 // comparing the names themselves. The hash seeds are random, so even that
-// chance does not repeat from one run to the next.
+// chance does not repeat from one run to the next. Users bound to single
+// sign-on cost a second entry of the same kind, for their (provider,
+// subject) pair.
 package roster

@@ -29,6 +29,7 @@ func FuzzCSV(f *testing.F) {
 		"localpart,displayname\nalice,Al\"ice\n",
 		"\xef\xbb\xbflocalpart,emial\r\nren\xe9e,\x00\r\n",
 		"localpart,email,admin,password,recipient,user_type\n@a:hs,a@@b,maybe, x ,\"\x01\",bot\n",
+		"localpart,password,sso_provider,sso_subject\na,,oidc-okta,00uA\nb,pw,cas,x\nc,,,y\nd,,OIDC,z\ne,,oidc,00uA\nf,,oidc-a b,\xc2\xa0\n",
 	})
 }
 
@@ -42,6 +43,7 @@ func FuzzYAML(f *testing.F) {
 		"- {displayname: Émile, localpart: é, emial: x, email: x, email: y}\n",
 		"users:\n\t- localpart: a\n",
 		"version: 1\nusers:\n  - localpart: A\n  - localpart: a\n",
+		"- {localpart: a, sso_provider: saml, sso_subject: x}\n- {localpart: b, sso_subject: [x]}\n- {localpart: c, sso_provider: saml, sso_subject: x}\n",
 	})
 }
 
@@ -55,6 +57,9 @@ func fuzzFormat(f *testing.F, format Format, sample string, seeds []string) {
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		opts := Options{Format: format, ServerName: "example.org"}
+		if len(data) > 0 && data[0]&1 == 1 {
+			opts.SSOProvider = "oidc" // a subject without a provider is then fine
+		}
 		stats, checkErr := Check(bytes.NewReader(data), "fuzz", opts)
 		checked := problemsOf(t, "Check", checkErr)
 		var users []User
@@ -73,6 +78,12 @@ func fuzzFormat(f *testing.F, format Format, sample string, seeds []string) {
 			for _, u := range users {
 				if _, msg, _ := checkLocalpart(u.Localpart, opts.ServerName); msg != "" || u.Line < 1 {
 					t.Fatalf("Each yielded an invalid user %+v: %s", u, msg)
+				}
+				if (u.SSOProvider == "") != (u.SSOSubject == "") || (u.SSOSubject != "" && u.Password != "") {
+					t.Fatalf("Each yielded a half or password-bearing SSO binding: %+v", u)
+				}
+				if msg, _ := checkSSOProvider(u.SSOProvider); msg != "" {
+					t.Fatalf("Each yielded an invalid SSO provider %+v: %s", u, msg)
 				}
 			}
 			return

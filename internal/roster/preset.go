@@ -43,7 +43,10 @@ type source []string
 var presets = map[string]*Mapping{
 	// Google Workspace: Admin console > Directory > Users > Download users
 	// (or the bulk-upload template). Its Password column is masked or is a
-	// Google password; it is never used.
+	// Google password; it is never used. It has no SSO subject: Google's
+	// OIDC sub is a number that the admin console's CSV does not hold (its
+	// Employee ID is the organisation's own), so --sso-provider needs an
+	// explicit mapping with sso_subject.
 	"google": {
 		Name: "google",
 		fields: [numColumns][]source{
@@ -58,23 +61,32 @@ var presets = map[string]*Mapping{
 	// headers are the bare property names. The bulk-create template has no
 	// mail column: the email is then left empty rather than guessed from the
 	// UPN, which is often not a deliverable address (@tenant.onmicrosoft.com).
+	// The SSO subject is the user's object ID ("Object ID", objectId, or id
+	// as Microsoft Graph calls it), which Entra's tokens carry as the oid
+	// claim; Entra's own sub is different for every application and is in
+	// no export. The bulk-create template has no object ID: its users do
+	// not exist yet.
 	"entra": {
 		Name: "entra",
 		fields: [numColumns][]source{
 			colLocalpart:   {{"userprincipalname"}},
 			colDisplayName: {{"displayname"}, {"givenname", "surname"}},
 			colEmail:       {{"mail"}},
+			colSSOSubject:  {{"objectid"}, {"object id"}, {"id"}},
 		},
 		required: []string{"userprincipalname"},
 	},
 	// Okta: the CSV import template and user exports (profile attribute
 	// names). Okta's userType is an HR category, not a Matrix user_type.
+	// The SSO subject is the user's id (00u...), which is the sub claim of
+	// Okta's OIDC tokens; the import template has none.
 	"okta": {
 		Name: "okta",
 		fields: [numColumns][]source{
 			colLocalpart:   {{"login"}, {"email"}},
 			colDisplayName: {{"displayname"}, {"firstname", "lastname"}},
 			colEmail:       {{"email"}},
+			colSSOSubject:  {{"id"}, {"user id"}},
 		},
 		required: []string{"login"},
 	},
@@ -100,8 +112,8 @@ const columnsHint = "use --columns google, entra or okta, or a mapping such as l
 // It returns nil for "".
 //
 // In a mapping the keys are roster columns (localpart, displayname, email,
-// admin, user_type, password, rooms, recipient) and the values are the
-// export's column names. A value may join columns with "+"
+// admin, user_type, password, rooms, recipient, sso_provider, sso_subject)
+// and the values are the export's column names. A value may join columns with "+"
 // (displayname=givenName+sn) and give alternatives with "|", the first
 // non-empty one winning (displayname=displayName|givenName+sn). localpart is
 // required.
@@ -296,7 +308,38 @@ func (r *run) presetHeader(rec []string, line int, cr *csv.Reader) *header {
 		}
 	}
 	h.localpart = h.preset.fields[colLocalpart][0][0]
+	if r.opts.SSOProvider != "" && h.preset.fields[colSSOSubject] == nil {
+		r.problem(line, 1, "--sso-provider is given, but "+m.subjectless(), m.subjectHint())
+	}
 	return h
+}
+
+// subjectless says, after "but", that a header has no subject to bind.
+func (m *Mapping) subjectless() string {
+	switch {
+	case m.Name == "google":
+		return "a Google Workspace export holds no SSO subject (Google's sub is not in the admin console's CSV)"
+	case m.Name != "" && m.fields[colSSOSubject] != nil:
+		names := make([]string, 0, len(m.fields[colSSOSubject]))
+		for _, alt := range m.fields[colSSOSubject] {
+			names = append(names, quoteShort(strings.Join(alt, "+")))
+		}
+		return fmt.Sprintf("this export has no column %s with the subject", strings.Join(names, " or "))
+	case m.Name != "":
+		return presetTitles[m.Name] + " holds no SSO subject"
+	}
+	return "the mapping has no sso_subject"
+}
+
+// subjectHint says how to give each person a subject.
+func (m *Mapping) subjectHint() string {
+	switch m.Name {
+	case "entra":
+		return "download the users (Users > Download users: it has the object ID) rather than the bulk-create template, or leave out --sso-provider for password accounts"
+	case "okta":
+		return "export the users with their id (00u...), or leave out --sso-provider for password accounts"
+	}
+	return "map sso_subject to the column holding each person's ID at the provider (--columns ...,sso_subject=COLUMN), or leave out --sso-provider for password accounts"
 }
 
 // presetEntry fills an entry from a row of an export.
@@ -307,10 +350,14 @@ func (r *run) presetEntry(e *entry, rec []string, h *header, cr *csv.Reader) {
 		if !ok {
 			continue
 		}
-		switch c {
-		case colLocalpart:
+		switch {
+		case c == colLocalpart:
 			continue // below
-		case colRooms:
+		case c == colSSOSubject && p.m.Name != "" && r.opts.SSOProvider == "":
+			// A preset reads the subject only for --sso-provider: an export
+			// that has one makes password accounts without it, as before.
+			continue
+		case c == colRooms:
 			e.rooms = splitRooms(v)
 		default:
 			e.fields[c] = v

@@ -18,8 +18,8 @@ type Record struct {
 // Field is one value of a [Record].
 type Field struct {
 	// Column is a roster column, as named in a CSV header: localpart,
-	// displayname, email, admin, user_type, password, rooms or recipient.
-	// rooms may be given once per room.
+	// displayname, email, admin, user_type, password, rooms, recipient,
+	// sso_provider or sso_subject. rooms may be given once per room.
 	Column string
 	// Source names where the value came from, such as an LDAP attribute;
 	// problems with the value start with it ("uid: ...").
@@ -39,8 +39,9 @@ type Records struct {
 }
 
 // NewRecords returns a validator for records. Of opts it uses ServerName,
-// CheckPassword and CheckRecipient; a record's values are its own columns,
-// so Columns must be nil. locate, when not nil, says where an earlier record
+// CheckPassword, CheckRecipient and SSOProvider (the provider of records
+// with an sso_subject and no sso_provider); a record's values are its own
+// columns, so Columns must be nil. locate, when not nil, says where an earlier record
 // is, given its sequence number (1 for the first record added), for the
 // message about a duplicate localpart: "already " + locate(seq), as in
 // "already at uid=alice,ou=people,dc=example,dc=org". Without it the message
@@ -50,7 +51,10 @@ func NewRecords(opts Options, locate func(seq int) string) (*Records, error) {
 		return nil, fmt.Errorf("roster: records take no --columns mapping")
 	}
 	opts.Checked = false
-	r := &run{opts: opts, seen: newSeenSet(false)}
+	if err := checkOptionProvider(&opts); err != nil {
+		return nil, err
+	}
+	r := &run{opts: opts, seen: newSeenSet(false), seenSSO: newSeenSet(false)}
 	if locate != nil {
 		r.locate = locate
 	} else {
@@ -131,6 +135,18 @@ func CheckRoom(room string) (msg, hint string) {
 		return p.Message, p.Hint
 	}
 	return "", ""
+}
+
+// CheckSSOProvider checks a single sign-on provider as the sso_provider
+// column does (see the package documentation); msg is "" when it is valid.
+// Sources that take one provider for everyone from their own flag check it
+// once, where it is given, and name that flag.
+func CheckSSOProvider(provider string) (msg, hint string) {
+	s := strings.TrimSpace(provider)
+	if s == "" {
+		return "the SSO provider is empty", providerHint
+	}
+	return checkSSOProvider(s)
 }
 
 // at names where an earlier record with the given line is, after "already".

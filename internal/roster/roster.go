@@ -43,11 +43,18 @@ type User struct {
 	Email       string   // "" = none
 	Admin       bool     //
 	UserType    string   // "" = a normal user
-	Password    string   // supplied by the admin; "" = generate one
+	Password    string   // supplied by the admin; "" = generate one (none for an SSO user)
 	Rooms       []string // room IDs (!x:hs) or aliases (#x:hs)
 	Recipient   string   // the user's own age/SSH public key as written; "" = none
-	SSOProvider string   // the identity provider a single sign-on user logs in with; "" = none
-	SSOSubject  string   // the user's subject (ID) at that provider; "" = a password account
+	// SSOProvider and SSOSubject bind the account to the person's identity
+	// at a single sign-on provider, and then it gets no password: both are
+	// set or neither. SSOProvider is the provider as the homeserver names
+	// it (Synapse's auth_provider: oidc, oidc-<idp_id>, saml, cas; MAS: the
+	// upstream provider's ULID or human name); SSOSubject is the person's
+	// ID there (Synapse's external_id, the OIDC sub claim or what
+	// subject_claim names).
+	SSOProvider string
+	SSOSubject  string
 }
 
 // Options say how to read and validate a roster.
@@ -68,6 +75,12 @@ type Options struct {
 	// Entra ID, Okta, or an explicit mapping); nil means provision's own
 	// columns. See [ParseColumns].
 	Columns *Mapping
+	// SSOProvider is the single sign-on provider (--sso-provider) of users
+	// who have an sso_subject but no sso_provider of their own. With a
+	// preset (Columns), the subject the export holds (Entra's object ID,
+	// Okta's user id) is read only when SSOProvider is set: without it the
+	// preset makes password accounts, as it always did. "" = none.
+	SSOProvider string
 	// Checked says the input already passed [Check] with these options, as
 	// the second of a run's two passes has. [Each] then skips the duplicate
 	// check, the one rule that keeps something per user (see Limits in the
@@ -207,12 +220,30 @@ func newRun(name string, opts Options) (*run, error) {
 	if opts.Columns != nil && format != FormatCSV {
 		return nil, fmt.Errorf("--columns reads CSV exports, and %s is YAML — write the YAML roster with provision's own keys, or leave out --columns", displayName(name))
 	}
+	if err := checkOptionProvider(&opts); err != nil {
+		return nil, err
+	}
 	return &run{
-		file:   displayName(name),
-		format: format,
-		opts:   opts,
-		seen:   newSeenSet(opts.Checked),
+		file:    displayName(name),
+		format:  format,
+		opts:    opts,
+		seen:    newSeenSet(opts.Checked),
+		seenSSO: newSeenSet(opts.Checked),
 	}, nil
+}
+
+// checkOptionProvider checks --sso-provider by the rules of the sso_provider
+// column, and trims it as the column is trimmed.
+func checkOptionProvider(opts *Options) error {
+	if opts.SSOProvider == "" {
+		return nil
+	}
+	p := strings.TrimSpace(opts.SSOProvider)
+	if msg, hint := checkSSOProvider(p); msg != "" {
+		return fmt.Errorf("--sso-provider: %s — %s", msg, hint)
+	}
+	opts.SSOProvider = p
+	return nil
 }
 
 // run is one pass over a roster.
@@ -226,6 +257,7 @@ type run struct {
 	errs        Errors
 	stats       Stats
 	seen        *seenSet
+	seenSSO     *seenSet              // (provider, subject) pairs, to find two people with one identity
 	locate      func(line int) string // records: names an earlier record; nil for files (see at)
 }
 

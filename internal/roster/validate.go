@@ -23,6 +23,8 @@ const (
 	colPassword
 	colRooms
 	colRecipient
+	colSSOProvider
+	colSSOSubject
 	numColumns
 )
 
@@ -38,9 +40,11 @@ var columnNames = map[string]column{
 	"password":     colPassword,
 	"rooms":        colRooms,
 	"recipient":    colRecipient,
+	"sso_provider": colSSOProvider,
+	"sso_subject":  colSSOSubject,
 }
 
-const knownColumns = "localpart, displayname, email, admin, user_type, password, rooms, recipient"
+const knownColumns = "localpart, displayname, email, admin, user_type, password, rooms, recipient, sso_provider, sso_subject"
 
 // value is one value as written, with where it starts.
 type value struct {
@@ -72,6 +76,7 @@ func (r *run) accept(e *entry, before int) bool {
 	r.password(e.fields[colPassword], &u)
 	r.rooms(e.rooms, &u)
 	r.recipient(e.fields[colRecipient], &u)
+	r.sso(e, &u)
 	if r.errs.Total != before {
 		return r.stopAtFirst
 	}
@@ -430,6 +435,8 @@ var synonyms = map[string]string{
 	"administrator": "admin", "room": "rooms", "channels": "rooms", "key": "recipient",
 	"publickey": "recipient", "pubkey": "recipient", "age": "recipient", "sshkey": "recipient",
 	"pass": "password", "passwd": "password", "pw": "password", "type": "user_type", "kind": "user_type",
+	"provider": "sso_provider", "idp": "sso_provider", "idpid": "sso_provider", "authprovider": "sso_provider",
+	"subject": "sso_subject", "sub": "sso_subject", "externalid": "sso_subject", "ssoid": "sso_subject",
 }
 
 // suggestColumn finds the known name closest to an unknown one, or "".
