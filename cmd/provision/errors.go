@@ -117,6 +117,12 @@ func explain(cfg *config.Config, err error) error {
 		return usage(err, "the journal's key file is missing or not the one it was written with; restore it from where the journal came from, or, if every password in it was handed off, start over with --fresh")
 	case errors.Is(err, journal.ErrOtherHomeserver):
 		return usage(err, "use the same --homeserver as the run that wrote the journal, or name another journal with --journal")
+	case errors.Is(err, journal.ErrUndelivered):
+		return usage(err, "hand those passwords off first: provision recover --recipient KEY (with the same --homeserver), then --fresh")
+	case errors.Is(err, journal.ErrNotJournal), errors.Is(err, journal.ErrUnsupportedVersion):
+		return usage(err, "--journal names a file that is not a journal of this provision version: name another file, or let provision keep it in --state-dir")
+	case errors.Is(err, journal.ErrFull):
+		return failed(err, "free some space on the journal's disk, then run the same command again: nothing is lost")
 	case errors.As(err, &co):
 		return usage(err, "restore the journal from a backup, or start a new one with --fresh (the damaged one is kept)")
 	case errors.Is(err, matrix.ErrCAFile):

@@ -322,7 +322,7 @@ func owes(e journal.Entry) debt {
 		return debtNone
 	case e.Done && e.Status == journalPasswordSet:
 		return debtDeliver
-	case e.Done && e.Status != string(report.Failed):
+	case e.Done && e.Status != journal.StatusFailed:
 		return debtNone // delivered, or settled as not ours
 	}
 	return debtUnknown
@@ -407,7 +407,7 @@ func (r *Runner) settle(stopCtx, reqCtx context.Context, c reconcile.Change, row
 		}
 		if !live {
 			// Not ours, or never set: nothing is owed, now or later.
-			if err := r.Journal.Outcome(c.User.Localpart, c.UserID, string(report.Exists)); err != nil {
+			if err := r.Journal.Outcome(c.User.Localpart, c.UserID, journal.StatusExists); err != nil {
 				return false, fmt.Errorf("journal: %w", err)
 			}
 			return false, nil
@@ -487,7 +487,7 @@ func (r *Runner) update(stopCtx, reqCtx context.Context, c reconcile.Change, set
 	row.Attempts += st.Attempts
 	if err != nil {
 		if pw != "" && !st.MaybeLanded {
-			if jerr := r.Journal.Outcome(c.User.Localpart, c.UserID, string(report.Failed)); jerr != nil {
+			if jerr := r.Journal.Outcome(c.User.Localpart, c.UserID, journal.StatusFailed); jerr != nil {
 				return fmt.Errorf("journal: %w", jerr)
 			}
 		}

@@ -45,7 +45,7 @@ func (j *memJournal) Intent(lp, userID, pw string) error {
 	return nil
 }
 
-func (j *memJournal) Outcome(lp, userID, status string) error {
+func (j *memJournal) Outcome(lp, userID string, status journal.Status) error {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	e := j.entries[lp]

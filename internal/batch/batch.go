@@ -41,20 +41,20 @@ type Server interface {
 type Journal interface {
 	Lookup(localpart string) (journal.Entry, bool)
 	Intent(localpart, userID, password string) error
-	Outcome(localpart, userID, status string) error
+	Outcome(localpart, userID string, status journal.Status) error
 }
 
 // outcomeLater is a Journal that can also record an outcome without waiting for the
 // disk, as *journal.Journal can (see journal.OutcomeLater).
 type outcomeLater interface {
-	OutcomeLater(localpart, userID, status string) error
+	OutcomeLater(localpart, userID string, status journal.Status) error
 }
 
 // outcome journals the answer to a request without waiting for it to be durable
 // when the journal allows: lost in a crash, it leaves the intent, and the next run
 // asks the server whether the account took this password. A user costs one fsync
 // wait instead of two.
-func (r *Runner) outcome(localpart, userID, status string) error {
+func (r *Runner) outcome(localpart, userID string, status journal.Status) error {
 	if j, ok := r.Journal.(outcomeLater); ok {
 		return j.OutcomeLater(localpart, userID, status)
 	}
@@ -320,20 +320,20 @@ func (r *Runner) provision(stopCtx, reqCtx context.Context, u roster.User) (repo
 				// Created and handed off by an earlier run: it is simply there now.
 				row.UserID, row.Status, row.Error = e.UserID, report.Exists, join(note, "created and handed off by an earlier run of provision")
 				return row, nil
-			case e.Done && e.Status == string(report.Created):
+			case e.Done && e.Status == journal.StatusCreated:
 				// Created by a run that stopped before its handoff was committed:
 				// hand the journaled password off again, then record it as created in
 				// this run, so that this run's checkpoint covers it.
 				if err := r.Handoff.Deliver(u, e.UserID, e.Password, true); err != nil {
 					return row, fmt.Errorf("handing off %s: %w", e.UserID, err)
 				}
-				if err := r.outcome(u.Localpart, e.UserID, string(report.Created)); err != nil {
+				if err := r.outcome(u.Localpart, e.UserID, journal.StatusCreated); err != nil {
 					return row, fmt.Errorf("journal: %w", err)
 				}
 				r.learnServerName(e.UserID)
 				row.UserID, row.Status, row.Error = e.UserID, report.Created, join(note, "created by an earlier, interrupted run; its password is in this run's handoff")
 				return row, nil
-			case e.Done && e.Status == string(report.Exists):
+			case e.Done && e.Status == journal.StatusExists:
 				row.UserID, row.Status, row.Error = e.UserID, report.Exists, note
 				return row, nil
 			default:

@@ -510,7 +510,7 @@ func TestConcurrencyIsBounded(t *testing.T) {
 // and after its own checkpoint nothing is owed.
 func TestCrashBeforeCheckpoint(t *testing.T) {
 	t.Parallel()
-	if journal.StatusCreated != string(report.Created) {
+	if journal.StatusCreated != journal.Status(report.Created) {
 		t.Fatalf("the journal's created status %q is not the report's %q", journal.StatusCreated, report.Created)
 	}
 	jpath := filepath.Join(t.TempDir(), "journal")

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/provision-matrix/provision/internal/journal"
 	"github.com/provision-matrix/provision/internal/report"
 	"github.com/provision-matrix/provision/internal/roster"
 )
@@ -38,7 +39,7 @@ func (r *Runner) createAccount(stopCtx, reqCtx context.Context, u roster.User, s
 		r.learnServerName(out.userID)
 		// An earlier run may have handed this journaled password off already (its
 		// outcome is not waited for, see outcome), so its welcome file may be replaced.
-		if err := r.outcome(u.Localpart, out.userID, string(report.Created)); err != nil {
+		if err := r.outcome(u.Localpart, out.userID, journal.StatusCreated); err != nil {
 			return out, fmt.Errorf("journal: %w", err)
 		}
 		if st.password != "" {
@@ -47,12 +48,12 @@ func (r *Runner) createAccount(stopCtx, reqCtx context.Context, u roster.User, s
 			}
 		}
 	case report.Exists:
-		if err := r.outcome(u.Localpart, out.userID, string(report.Exists)); err != nil {
+		if err := r.outcome(u.Localpart, out.userID, journal.StatusExists); err != nil {
 			return out, fmt.Errorf("journal: %w", err)
 		}
 	case report.Failed:
 		if !out.unknown && !st.maybeLanded {
-			if err := r.outcome(u.Localpart, out.userID, string(report.Failed)); err != nil {
+			if err := r.outcome(u.Localpart, out.userID, journal.StatusFailed); err != nil {
 				return out, fmt.Errorf("journal: %w", err)
 			}
 		}
