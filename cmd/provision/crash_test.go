@@ -83,6 +83,8 @@ func startProvision(t *testing.T, bin, dir string, env []string, args ...string)
 			p.cmd.Env = append(p.cmd.Env, kv)
 		}
 	}
+	// Each test keeps its journals in a state directory of its own (see stateDir).
+	p.cmd.Env = append(p.cmd.Env, "XDG_STATE_HOME="+filepath.Join(dir, ".state"))
 	p.cmd.Env = append(p.cmd.Env, env...)
 	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := p.cmd.Start(); err != nil {

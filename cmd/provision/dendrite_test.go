@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"filippo.io/age"
@@ -22,6 +23,9 @@ import (
 // runCLI runs provision in-process and returns its exit code, stdout and stderr.
 func runCLI(t *testing.T, env map[string]string, args ...string) (int, string, string) {
 	t.Helper()
+	if _, ok := env["XDG_STATE_HOME"]; !ok {
+		t.Setenv("XDG_STATE_HOME", stateDir(t))
+	}
 	for k, v := range env {
 		t.Setenv(k, v)
 	}
@@ -29,6 +33,21 @@ func runCLI(t *testing.T, env map[string]string, args ...string) (int, string, s
 	err := run(context.Background(), args, strings.NewReader(""), &stdout, &stderr)
 	code := exitCode(err, &stderr)
 	return code, stdout.String(), stderr.String()
+}
+
+// stateDirs holds each test's state directory: every run of one test finds the
+// journals of its earlier runs there, and no two tests share one (their fake servers
+// often have the same server name).
+var stateDirs sync.Map // testing.TB → string
+
+func stateDir(t testing.TB) string {
+	if d, ok := stateDirs.Load(t); ok {
+		return d.(string)
+	}
+	d := t.TempDir()
+	stateDirs.Store(t, d)
+	t.Cleanup(func() { stateDirs.Delete(t) })
+	return d
 }
 
 func newIdentity(t *testing.T, dir string) (*age.X25519Identity, string) {

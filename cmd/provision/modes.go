@@ -157,7 +157,7 @@ func (m *adminMode) journalKey() ([]byte, [][]byte) {
 
 // reachable checks that a Matrix homeserver answers at the URL.
 func reachable(ctx context.Context, e *batch.Engine, c *matrix.Client, cfg *config.Config) error {
-	if err := e.Do(ctx, ctx, &batch.Call{}, func(ctx context.Context) error {
+	if err := e.Do(ctx, ctx, &batch.Call{FailUnreachable: true}, func(ctx context.Context) error {
 		_, err := c.Versions(ctx)
 		return err
 	}); err != nil {
@@ -246,13 +246,7 @@ func safeName(s string) string {
 
 // openJournal opens (or starts) the journal at path, making the state directory
 // (0700) when it is the default place.
-func openJournal(cfg *config.Config, path string, m mode) (*journal.Journal, error) {
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return nil, usage(fmt.Errorf("the journal's directory %s cannot be made: %w", filepath.Dir(path), err), "choose another place with --state-dir or --journal")
-	}
-	if err := checkWritable("--journal", path, filepath.Dir(path)); err != nil {
-		return nil, err
-	}
+func openJournal(cfg *config.Config, path, serverName string, m mode) (*journal.Journal, error) {
 	secret, legacy := m.journalKey()
 	var key [32]byte
 	if secret != nil {
@@ -264,7 +258,13 @@ func openJournal(cfg *config.Config, path string, m mode) (*journal.Journal, err
 		}
 		key = k
 	}
-	opts := journal.Options{Fresh: cfg.Fresh, Homeserver: cfg.Homeserver, SyncWindow: -1}
+	// The journal is the server's, whatever URL reaches it (localhost or 127.0.0.1):
+	// its header names the server name when it is known.
+	server := serverName
+	if server == "" {
+		server = cfg.Homeserver
+	}
+	opts := journal.Options{Fresh: cfg.Fresh, Homeserver: server, SyncWindow: -1}
 	j, err := journal.Open(path, key, opts)
 	for _, l := range legacy {
 		if !errors.Is(err, journal.ErrWrongKey) || l == nil {

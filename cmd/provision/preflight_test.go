@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/pem"
+	"fmt"
 	"io"
 	"log"
 	"net"
@@ -122,9 +123,6 @@ func TestPreflightLocalProblemsSendNothing(t *testing.T) {
 			write(t, f.path("blocker"), "x")
 			f.opts["--handoff-dir"] = f.path("blocker/handoff")
 		}, "blocker"},
-		{"credentials file exists", func(t *testing.T, f *preflightFixture) {
-			write(t, f.path("credentials.age"), "an earlier run's passwords")
-		}, "--force"},
 		{"recipient does not parse", func(t *testing.T, f *preflightFixture) {
 			f.opts["--recipient"] = "age1notakey"
 		}, "--recipient"},
@@ -178,15 +176,33 @@ func TestPreflightLocalProblemsSendNothing(t *testing.T) {
 	}
 }
 
-func TestPreflightForceReplacesCredentials(t *testing.T) {
-	f := newPreflightFixture(t, matrixtest.Options{})
-	write(t, f.path("credentials.age"), "an earlier run's passwords")
-	code, stderr := f.run(t, "--force")
-	if code != 0 {
-		t.Fatalf("exit %d with --force:\n%s", code, stderr)
-	}
-	if rows := decryptCredentials(t, f.path("credentials.age"), f.path("operator-key.txt"), f.id); len(rows) != 2 {
-		t.Errorf("credentials hold %d users, want 2", len(rows))
+// An earlier run's credentials file may hold the only copy of its passwords: a run
+// never stops because of it (issue 11: "a rerun of the same command always finishes
+// the job") and never replaces it, --force or not: the new file goes beside it, and
+// the run says where.
+func TestExistingCredentialsAreKept(t *testing.T) {
+	for _, force := range []bool{false, true} {
+		t.Run(fmt.Sprintf("force=%v", force), func(t *testing.T) {
+			f := newPreflightFixture(t, matrixtest.Options{})
+			write(t, f.path("credentials.age"), "an earlier run's passwords")
+			var extra []string
+			if force {
+				extra = append(extra, "--force")
+			}
+			code, stderr := f.run(t, extra...)
+			if code != 0 {
+				t.Fatalf("exit %d:\n%s", code, stderr)
+			}
+			if b, _ := os.ReadFile(f.path("credentials.age")); string(b) != "an earlier run's passwords" {
+				t.Errorf("the earlier credentials file was replaced: %q", b)
+			}
+			if !strings.Contains(stderr, f.path("credentials-2.age")) {
+				t.Errorf("stderr does not say where the new file is:\n%s", stderr)
+			}
+			if rows := decryptCredentials(t, f.path("credentials-2.age"), f.path("operator-key.txt"), f.id); len(rows) != 2 {
+				t.Errorf("credentials hold %d users, want 2", len(rows))
+			}
+		})
 	}
 }
 

@@ -128,7 +128,7 @@ func runProvision(ctx context.Context, cfg *config.Config, stdin io.Reader, stdo
 			return fmt.Errorf("journal %s: %w: a run is changing the server right now; plan again when it has finished", jpath, journal.ErrLocked)
 		}
 	} else {
-		if jr, err = openJournal(cfg, jpath, m); err != nil {
+		if jr, err = openJournal(cfg, jpath, srv.serverName, m); err != nil {
 			return err
 		}
 		defer jr.Close()
@@ -464,6 +464,17 @@ func checkOutputs(cfg *config.Config, withRecipient bool) error {
 		return nil
 	}
 	if err := checkWritable("--credentials", cfg.Credentials, filepath.Dir(cfg.Credentials)); err != nil {
+		return err
+	}
+	// The journal: an explicit --journal's directory must exist; the state directory
+	// is made (0700) when it is the default place.
+	jdir := cfg.StateDir
+	if cfg.Journal != "" {
+		jdir = filepath.Dir(cfg.Journal)
+	} else if err := os.MkdirAll(jdir, 0o700); err != nil {
+		return usage(fmt.Errorf("the state directory %s cannot be made: %w", jdir, err), "choose another place with --state-dir, or name the journal with --journal")
+	}
+	if err := checkWritable("--journal", cfg.Journal, jdir); err != nil {
 		return err
 	}
 	if withRecipient {

@@ -134,6 +134,7 @@ func scriptSetup(env *testscript.Env) error {
 		return err
 	}
 	env.Setenv("HOMESERVER", hs.srv.URL())
+	env.Setenv("XDG_STATE_HOME", filepath.Join(env.WorkDir, ".state"))
 	env.Setenv("SERVER_NAME", hs.srv.ServerName())
 	env.Setenv("SECRET_FILE", secretFile)
 	env.Setenv("SHARED_SECRET", hs.secret) // for the scripts that pass it in the environment

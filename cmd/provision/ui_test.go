@@ -67,7 +67,7 @@ func provisionCommand(t *testing.T, users int) *exec.Cmd {
 		"--recipient", id.Recipient().String(), "--credentials", "creds.age", "--report", "report.csv",
 		"--rate", "20", "team.csv")
 	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "TERM=xterm-256color")
+	cmd.Env = append(os.Environ(), "TERM=xterm-256color", "XDG_STATE_HOME="+stateDir(t))
 	return cmd
 }
 

@@ -195,8 +195,12 @@ func (r *Runner) defaults() {
 			r.engine = &Engine{log: r.Log, secrets: r.Secrets}
 			r.engine.setDefaults(r.Opts, r.Now, r.Sleep, r.Jitter)
 		}
+		// The engine's settings (a shared engine's included), the run's own server
+		// name and dry-run flag.
+		sn, dry := r.Opts.ServerName, r.Opts.DryRun
 		r.Opts = r.engine.Options()
-		r.sn = r.Opts.ServerName
+		r.Opts.ServerName, r.Opts.DryRun = sn, dry
+		r.sn = sn
 		if r.PageSize <= 0 {
 			r.PageSize = DefaultPageSize
 		}

@@ -109,6 +109,11 @@ type Call struct {
 	// answer.
 	Password string
 
+	// FailUnreachable: a server that refuses the connection (or whose host has no
+	// address) is the answer, not a fault to wait out: the preflight's first request,
+	// where it means a wrong --homeserver.
+	FailUnreachable bool
+
 	Attempts    int  // requests sent
 	MaybeLanded bool // an attempt may have taken effect without an answer
 	started     time.Time
@@ -174,6 +179,9 @@ func (e *Engine) Do(stopCtx, reqCtx context.Context, c *Call, fn func(context.Co
 		if reqCtx.Err() != nil {
 			// The run itself is failing (the journal or the handoff could not be
 			// written): no retry, the answer is this error.
+			return err
+		}
+		if c.FailUnreachable && matrix.Unreachable(err) {
 			return err
 		}
 		if kind == matrix.Retry && mayHaveLanded(err) {

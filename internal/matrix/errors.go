@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	sanitizepkg "github.com/provision-matrix/provision/internal/sanitize"
@@ -402,3 +403,17 @@ func jsonString(raw json.RawMessage) string {
 // sanitize keeps at most max runes of s and replaces control characters and
 // invalid UTF-8, so that a server's text cannot drive the terminal.
 func sanitize(s string, max int) string { return sanitizepkg.Line(s, max) }
+
+// Unreachable reports a request that reached no server at all: the connection was
+// refused, or the host has no route or no address. Nothing was sent. The preflight
+// says so at once (a wrong --homeserver); during a run it is retried, since a server
+// that restarts refuses connections for a moment.
+func Unreachable(err error) bool {
+	var ne *NetError
+	if !errors.As(err, &ne) || ne.Sent {
+		return false
+	}
+	var dnsErr *net.DNSError
+	return errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.EHOSTUNREACH) ||
+		errors.Is(err, syscall.ENETUNREACH) || (errors.As(err, &dnsErr) && dnsErr.IsNotFound)
+}
