@@ -14,8 +14,6 @@ import (
 	"github.com/provision-matrix/provision/internal/roster"
 )
 
-func init() { subcommands = append(subcommands, newCheckCmd) }
-
 const checkLong = `Check a roster without contacting any server: every row is validated as a run
 would validate it, and every problem is listed at once as FILE:LINE:COLUMN: what is
 wrong — how to fix it.

@@ -7,8 +7,6 @@ import (
 	"github.com/spf13/cobra"
 )
 
-func init() { subcommands = append(subcommands, newCompletionCmd) }
-
 // provision has its own completion command, in place of cobra's default one, so that
 // its help has examples like every other command's. The scripts are cobra's: they
 // complete the subcommands and flags, and roster file names.

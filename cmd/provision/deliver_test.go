@@ -2,12 +2,15 @@ package main
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/provision-matrix/provision/internal/handoff"
+	"github.com/provision-matrix/provision/internal/journal"
 	"github.com/provision-matrix/provision/internal/matrixtest"
 )
 
@@ -65,27 +68,36 @@ func TestCrashBetweenRenameAndCheckpoint(t *testing.T) {
 			t.Fatalf("%s: exit %d\n%s", what, code, stderr)
 		}
 	}
+	// Each run's credentials go to a new file beside the earlier ones (a file that
+	// holds passwords is never replaced, --force or not): read the newest.
 	passwords := func() map[string]string {
 		t.Helper()
+		newest := creds
+		for i := 2; ; i++ {
+			p := strings.TrimSuffix(creds, ".age") + fmt.Sprintf("-%d.age", i)
+			if _, err := os.Stat(p); err != nil {
+				break
+			}
+			newest = p
+		}
 		got := map[string]string{}
-		for _, r := range decryptCredentials(t, creds, keyFile, id) {
+		for _, r := range decryptCredentials(t, newest, keyFile, id) {
 			got[r[0]] = r[1]
 		}
 		return got
 	}
 
+	crashBeforeCheckpoint(t)
 	runOK("first run")
+	checkpointer = realCheckpointer
 	first := passwords()
 	if len(first) != users {
 		t.Fatalf("first run handed off %d users, want %d", len(first), users)
 	}
-	// The crash: the journal as it was just before its checkpoint, the last record.
-	off, kind := lastRecord(t, journal)
-	if kind != 3 {
-		t.Fatalf("the journal's last record is of kind %d, want the checkpoint (3)", kind)
-	}
-	if err := os.Truncate(journal, off); err != nil {
-		t.Fatal(err)
+	// The crash came before the checkpoint (see crashBeforeCheckpoint): the journal's
+	// last record is not one.
+	if _, kind := lastRecord(t, journal); kind == 3 {
+		t.Fatalf("the journal's last record is a checkpoint: the crash did not happen")
 	}
 	registered := srv.Counts().Registrations
 
@@ -121,6 +133,75 @@ func TestCrashBetweenRenameAndCheckpoint(t *testing.T) {
 			t.Errorf("after the checkpoint %s is %s, want exists (created and handed off by an earlier run)", lp, row[2])
 		}
 	}
+}
+
+var realCheckpointer = checkpointer
+
+// crashBeforeCheckpoint makes the next run stop, as a crash would, after its
+// credentials file is in place and before its journal checkpoint: the journal then
+// still owes every password of the run.
+func crashBeforeCheckpoint(t *testing.T) {
+	checkpointer = func(*journal.Journal) handoff.Checkpointer { return crashed{} }
+	t.Cleanup(func() { checkpointer = realCheckpointer })
+}
+
+type crashed struct{}
+
+func (crashed) Checkpoint() error { return errors.New("crashed before the checkpoint") }
+
+// After a crash between the credentials file's rename and the checkpoint, and the
+// credentials file lost (deleted by mistake), recover writes every password the run
+// created to a new file; they log in, and the next run hands nothing off again.
+func TestRecoverAfterCrashBeforeCheckpoint(t *testing.T) {
+	const secret = "recover-test-shared-secret"
+	srv := matrixtest.NewServer(t, matrixtest.Options{SharedSecret: secret})
+	dir := t.TempDir()
+	id, keyFile := newIdentity(t, dir)
+	write(t, filepath.Join(dir, "team.csv"), "localpart\nrc1\nrc2\nrc3\n")
+	write(t, filepath.Join(dir, "secret"), secret+"\n")
+	common := []string{"--homeserver", srv.URL(), "--shared-secret-file", filepath.Join(dir, "secret"),
+		"--recipient", id.Recipient().String(), "--quiet"}
+	run := append(append([]string{}, common...), "--credentials", filepath.Join(dir, "c.age"), filepath.Join(dir, "team.csv"))
+
+	crashBeforeCheckpoint(t)
+	if code, _, stderr := runCLI(t, nil, run...); code != ExitOK {
+		t.Fatalf("first run: exit %d\n%s", code, stderr)
+	}
+	checkpointer = realCheckpointer
+	if err := os.Remove(filepath.Join(dir, "c.age")); err != nil {
+		t.Fatal(err)
+	}
+	rec := append(append([]string{"recover"}, common...), "--credentials", filepath.Join(dir, "recovered.age"))
+	code, stdout, stderr := runCLI(t, nil, rec...)
+	if code != ExitOK {
+		t.Fatalf("recover: exit %d\n%s", code, stderr)
+	}
+	rows := decryptCredentials(t, filepath.Join(dir, "recovered.age"), keyFile, id)
+	if len(rows) != 3 {
+		t.Fatalf("recover wrote %d passwords, want 3:\n%s", len(rows), stderr)
+	}
+	for _, r := range rows {
+		lp := strings.TrimSuffix(strings.TrimPrefix(r[0], "@"), ":"+srv.ServerName())
+		if !srv.CheckPassword(lp, r[1]) {
+			t.Errorf("%s: the recovered password does not log in", r[0])
+		}
+		if !strings.Contains(stdout, "recovered "+r[0]+"\n") {
+			t.Errorf("recover does not list %s:\n%s", r[0], stdout)
+		}
+	}
+	// Recovered is handed off: a second recover finds nothing, and a run creates and
+	// hands off nothing.
+	if code, _, stderr := runCLI(t, nil, append(rec[:len(rec)-1], filepath.Join(dir, "again.age"))...); code != ExitOK || fileExists(filepath.Join(dir, "again.age")) {
+		t.Errorf("second recover: exit %d, or it wrote a file:\n%s", code, stderr)
+	}
+	if code, _, stderr := runCLI(t, nil, run...); code != ExitOK || fileExists(filepath.Join(dir, "c.age")) {
+		t.Errorf("run after recover: exit %d, or it handed something off again:\n%s", code, stderr)
+	}
+}
+
+func fileExists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
 }
 
 func total(m map[string]int) int {

@@ -15,8 +15,6 @@ import (
 	"github.com/provision-matrix/provision/internal/config"
 )
 
-func init() { subcommands = append(subcommands, newInitCmd) }
-
 const initLong = `Write a commented provision.yaml and two roster templates (roster.csv and
 roster.yaml) into DIR (default: the current directory), to start from.
 

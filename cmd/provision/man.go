@@ -9,8 +9,6 @@ import (
 	"github.com/spf13/pflag"
 )
 
-func init() { subcommands = append(subcommands, newManCmd) }
-
 const manExample = `  # Read it
   provision man | man -l -
 

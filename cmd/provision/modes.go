@@ -259,10 +259,13 @@ func openJournal(cfg *config.Config, path, serverName string, m mode) (*journal.
 		key = k
 	}
 	// The journal is the server's, whatever URL reaches it (localhost or 127.0.0.1):
-	// its header names the server name when it is known.
+	// its header names the server name when it is known. "-" skips the check.
 	server := serverName
-	if server == "" {
+	switch server {
+	case "":
 		server = cfg.Homeserver
+	case "-":
+		server = ""
 	}
 	opts := journal.Options{Fresh: cfg.Fresh, Homeserver: server, SyncWindow: -1}
 	j, err := journal.Open(path, key, opts)

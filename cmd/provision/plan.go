@@ -8,8 +8,6 @@ import (
 	"github.com/provision-matrix/provision/internal/config"
 )
 
-func init() { subcommands = append(subcommands, newPlanCmd) }
-
 const planLong = `plan shows what a run with the same flags would change on a Synapse server, one
 line per change, and changes nothing:
 

@@ -61,10 +61,6 @@ type streams struct {
 	stdout, stderr io.Writer
 }
 
-// subcommands are added to the root command in this order. Each lives in its own
-// file and appends itself here from an init function.
-var subcommands []func(streams) *cobra.Command
-
 func newRootCmd(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
 	io := streams{stdin, stdout, stderr}
 	root := &cobra.Command{
@@ -86,14 +82,17 @@ func newRootCmd(stdin io.Reader, stdout, stderr io.Writer) *cobra.Command {
 	// "provision ROSTER" is "provision run ROSTER": the common case needs no verb.
 	config.RegisterFlags(root.Flags())
 	root.RunE = func(cmd *cobra.Command, args []string) error { return runE(cmd, args, io) }
-	for _, mk := range subcommands {
-		root.AddCommand(mk(io))
-	}
+	root.AddCommand(
+		newRunCmd(io),
+		newCheckCmd(io),
+		newPlanCmd(io),
+		newRecoverCmd(io),
+		newInitCmd(io),
+		newCompletionCmd(io),
+		newManCmd(io),
+		newVersionCmd(io),
+	)
 	return root
-}
-
-func init() {
-	subcommands = append(subcommands, newRunCmd)
 }
 
 func newRunCmd(io streams) *cobra.Command {

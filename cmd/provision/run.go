@@ -318,11 +318,15 @@ func printPlan(p *reconcile.Plan, ui *ui) {
 	ui.info("plan: " + p.Summary())
 }
 
+// checkpointer is the journal as Finish checkpoints it; tests replace it to crash a
+// run between the credentials file's rename and the checkpoint.
+var checkpointer = func(jr *journal.Journal) handoff.Checkpointer { return jr }
+
 // finishHandoff commits the credentials file and checkpoints the journal (see
 // handoff.Delivery.Finish), and says where the passwords are.
 func finishHandoff(ho *handoff.Delivery, jr *journal.Journal, jpath string, runErr error, ui *ui) error {
 	runFailed := runErr != nil && !errors.Is(runErr, batch.ErrInterrupted)
-	fin, err := ho.Finish(jr, runFailed)
+	fin, err := ho.Finish(checkpointer(jr), runFailed)
 	if err != nil {
 		return fmt.Errorf("writing the credentials file: %w (the passwords are still in the journal %s: run the same command again)", err, jpath)
 	}

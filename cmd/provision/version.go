@@ -13,10 +13,6 @@ import (
 // (-ldflags "-X main.version=..."); a plain `go build` or `go install` leaves it empty.
 var version string
 
-func init() {
-	subcommands = append(subcommands, newVersionCmd)
-}
-
 func newVersionCmd(io streams) *cobra.Command {
 	return &cobra.Command{
 		Use:   "version",

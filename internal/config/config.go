@@ -43,6 +43,7 @@ const EnvPrefix = "PROVISION"
 // Config is everything a run needs, validated.
 type Config struct {
 	ConfigFile string // --config, "" = none
+	noRoster   bool   // loaded for a command that reads no roster
 	// Roster is the roster file, or "-" for stdin; "" when the roster is a directory
 	// (see IsDirectory).
 	Roster string
@@ -360,6 +361,17 @@ func RegisterFlags(fs *pflag.FlagSet) {
 // Load reads the config file named by --config (if any), the environment and the flags
 // in fs, and returns a validated Config. args are the positional arguments.
 func Load(fs *pflag.FlagSet, args []string, getenv func(string) string) (*Config, error) {
+	return loadConfig(fs, args, getenv, true)
+}
+
+// LoadWithoutRoster is Load for a command that reads no roster (`provision
+// recover`): the same flags, environment and config file, the same checks of
+// everything else.
+func LoadWithoutRoster(fs *pflag.FlagSet, getenv func(string) string) (*Config, error) {
+	return loadConfig(fs, nil, getenv, false)
+}
+
+func loadConfig(fs *pflag.FlagSet, args []string, getenv func(string) string, needRoster bool) (*Config, error) {
 	if getenv == nil {
 		getenv = os.Getenv
 	}
@@ -447,8 +459,11 @@ func Load(fs *pflag.FlagSet, args []string, getenv func(string) string) (*Config
 		}
 	}
 
-	if err := c.setRoster(args); err != nil {
-		return nil, err
+	c.noRoster = !needRoster
+	if needRoster {
+		if err := c.setRoster(args); err != nil {
+			return nil, err
+		}
 	}
 	if err := c.setStateDir(getenv, os.Geteuid()); err != nil {
 		return nil, err
@@ -669,6 +684,9 @@ func (c *Config) Validate() error {
 // validateRoster checks the roster's settings: a file's format, or a directory's
 // settings (see directory.go).
 func (c *Config) validateRoster() error {
+	if c.noRoster {
+		return nil
+	}
 	if c.IsDirectory() {
 		return c.validateDirectory()
 	}
