@@ -1,6 +1,8 @@
 package main
 
 import (
+	"github.com/provision-matrix/provision/internal/redact"
+
 	"context"
 	"errors"
 	"fmt"
@@ -67,6 +69,26 @@ type silentError struct{ code int }
 
 func (e *silentError) Error() string { return fmt.Sprintf("exit %d", e.code) }
 func (e *silentError) ExitCode() int { return e.code }
+
+// redactedError is an error whose text has the run's secrets blanked out: a server
+// that echoes a token or the secret in an error body must not get it printed on the
+// last line of stderr, whichever path the error took.
+type redactedError struct {
+	err error
+	set *redact.Set
+}
+
+func (e redactedError) Error() string { return e.set.Redact(e.err.Error()) }
+func (e redactedError) Unwrap() error { return e.err }
+func (e redactedError) ExitCode() int { return codeOf(e.err) }
+
+func redacted(err error, set *redact.Set) error {
+	var silent *silentError
+	if err == nil || errors.As(err, &silent) {
+		return err
+	}
+	return redactedError{err, set}
+}
 
 // codeOf is the exit code err ends the process with.
 func codeOf(err error) int {

@@ -67,7 +67,11 @@ func newRecoverCmd(io streams) *cobra.Command {
 		if !cmd.Flags().Changed("credentials") && os.Getenv("PROVISION_CREDENTIALS") == "" {
 			cfg.Credentials = "recovered-" + strings.TrimPrefix(cfg.Credentials, "credentials-")
 		}
-		return logFinalError(cfg, io.stderr, explain(cfg, runRecover(cfg, io.stdout, io.stderr)))
+		secrets := &redact.Set{}
+		for _, s := range cfg.Secrets() {
+			secrets.Add(string(s))
+		}
+		return logFinalError(cfg, io.stderr, redacted(explain(cfg, runRecover(cfg, io.stdout, io.stderr)), secrets))
 	}
 	return c
 }

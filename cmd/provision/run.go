@@ -38,11 +38,11 @@ const maxPlanLines = 100
 func runProvision(ctx context.Context, cfg *config.Config, stdin io.Reader, stdout, stderr io.Writer) (err error) {
 	limitMemory()
 	metrics := startMetrics(cfg)
-	defer func() { err = metrics.finish(explain(cfg, err), stderr) }()
 	secrets := &redact.Set{}
 	for _, s := range cfg.Secrets() {
 		secrets.Add(string(s))
 	}
+	defer func() { err = redacted(metrics.finish(explain(cfg, err), stderr), secrets) }()
 	ui := newUI(uiOptionsOf(cfg), stderr, secrets)
 	defer ui.close()
 	log := ui.log

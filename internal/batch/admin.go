@@ -14,6 +14,7 @@ import (
 	"github.com/provision-matrix/provision/internal/reconcile"
 	"github.com/provision-matrix/provision/internal/report"
 	"github.com/provision-matrix/provision/internal/roster"
+	"github.com/provision-matrix/provision/internal/sanitize"
 )
 
 // AdminAPI is the Synapse admin API as admin mode uses it. *matrix.Admin satisfies it.
@@ -182,6 +183,7 @@ func (r *Runner) missing(ctx context.Context, inRoster map[string]bool) ([]recon
 	suffix := ":" + r.Opts.ServerName
 	var candidates []string
 	from := ""
+	pages := cursors{}
 	for {
 		var page []matrix.AdminUser
 		var next string
@@ -199,8 +201,11 @@ func (r *Runner) missing(ctx context.Context, inRoster map[string]bool) ([]recon
 			}
 			candidates = append(candidates, u.UserID)
 		}
-		if next == "" || next == from {
+		if next == "" {
 			break
+		}
+		if err := pages.next(next); err != nil {
+			return nil, err
 		}
 		from = next
 	}
@@ -578,4 +583,25 @@ func (r *Runner) read(ctx context.Context, fn func(context.Context) error) error
 func (r *Runner) write(stopCtx, reqCtx context.Context, st *Call, fn func(context.Context) error) error {
 	st.Write = true
 	return r.engine.Do(stopCtx, reqCtx, st, fn)
+}
+
+// maxCursor bounds a paging cursor: Synapse's are numbers, MAS's ULIDs.
+const maxCursor = 1024
+
+// cursors follows a server's paging cursors: one it has given before, or one no
+// server would give, means its list never ends, and reading on would loop for ever.
+type cursors map[string]bool
+
+// ErrBadPaging is a user list whose pages do not end.
+var ErrBadPaging = errors.New("the server's user list does not end")
+
+func (c cursors) next(cursor string) error {
+	switch {
+	case len(cursor) > maxCursor:
+		return fmt.Errorf("%w: it gave a paging cursor of %d bytes", ErrBadPaging, len(cursor))
+	case c[cursor]:
+		return fmt.Errorf("%w: it gave the paging cursor %q twice", ErrBadPaging, sanitize.Line(cursor, 40))
+	}
+	c[cursor] = true
+	return nil
 }

@@ -10,9 +10,12 @@ package batch
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -486,11 +489,43 @@ func (r *Runner) dryRun(stopCtx, reqCtx context.Context, u roster.User, note str
 
 // scrub removes a password from a server's message: no server should echo one, but a
 // report must not hold it even if one does.
+//
+// A server that quotes the request quotes it as JSON: a password with < > & " or \
+// then appears escaped (\u003c, \"), so every form JSON and Go quoting give it is
+// blanked out too.
 func scrub(msg, password string) string {
 	if password == "" || msg == "" {
 		return msg
 	}
-	return strings.ReplaceAll(msg, password, "[REDACTED]")
+	for _, form := range passwordForms(password) {
+		msg = strings.ReplaceAll(msg, form, "[REDACTED]")
+	}
+	return msg
+}
+
+// passwordForms are the ways a password can appear inside a server's message: as
+// it is, escaped as a JSON string (with and without HTML escaping, as Go's encoder and
+// others write it), and Go-quoted.
+func passwordForms(pw string) []string {
+	forms := []string{pw}
+	add := func(f string) {
+		if f != "" && !slices.Contains(forms, f) {
+			forms = append(forms, f)
+		}
+	}
+	var b strings.Builder
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(pw)
+	add(strings.TrimSuffix(strings.TrimPrefix(strings.TrimSpace(b.String()), `"`), `"`))
+	if j, err := json.Marshal(pw); err == nil {
+		add(strings.TrimSuffix(strings.TrimPrefix(string(j), `"`), `"`))
+	}
+	q := strconv.Quote(pw)
+	add(q[1 : len(q)-1])
+	// Longest first, so that a shorter form never leaves part of a longer one.
+	slices.SortFunc(forms, func(a, b string) int { return len(b) - len(a) })
+	return forms
 }
 
 // scrubError blanks the password and the shared secret out of the server's message in

@@ -2,6 +2,7 @@ package matrixtest
 
 import (
 	"bytes"
+	"encoding/json"
 	"io"
 	"net"
 	"net/http"
@@ -36,6 +37,11 @@ type Fault struct {
 	DropResponse bool
 	// Latency delays handling by this long (or until the client gives up).
 	Latency time.Duration
+	// ForgeUserID handles the request (an account IS created) and answers 200 with
+	// this user_id instead of the real one: a hostile or broken server, or a proxy
+	// answering for another. ForgeNoUserID answers with no user_id at all.
+	ForgeUserID   string
+	ForgeNoUserID bool
 }
 
 func (f Fault) zero() bool { return f == Fault{} }
@@ -99,6 +105,23 @@ func (s *Server) applyFault(w http.ResponseWriter, r *http.Request, f Fault, han
 	if f.DropResponse {
 		handle(httptest.NewRecorder(), r)
 		hangUp(w)
+		return
+	}
+	if f.ForgeUserID != "" || f.ForgeNoUserID {
+		rec := httptest.NewRecorder()
+		handle(rec, r)
+		var body map[string]any
+		if rec.Code != http.StatusOK || json.Unmarshal(rec.Body.Bytes(), &body) != nil {
+			w.WriteHeader(rec.Code)
+			_, _ = w.Write(rec.Body.Bytes())
+			return
+		}
+		if f.ForgeNoUserID {
+			delete(body, "user_id")
+		} else {
+			body["user_id"] = f.ForgeUserID
+		}
+		writeJSON(w, http.StatusOK, body)
 		return
 	}
 	handle(w, r)

@@ -45,7 +45,7 @@ type Source struct {
 // OpenSource opens the roster at path ("-" is stdin).
 func OpenSource(path string, stdin io.Reader) (*Source, error) {
 	if path == "-" {
-		return spool("-", stdin)
+		return spool("-", stdin, MaxSpool)
 	}
 	f, err := os.Open(path)
 	if err != nil {
@@ -62,7 +62,7 @@ func OpenSource(path string, stdin io.Reader) (*Source, error) {
 		return nil, fmt.Errorf("%s is a directory", path)
 	case !st.Mode().IsRegular():
 		defer f.Close()
-		return spool(path, f)
+		return spool(path, f, MaxSpool)
 	}
 	return &Source{name: path, f: f}, nil
 }
@@ -70,13 +70,13 @@ func OpenSource(path string, stdin io.Reader) (*Source, error) {
 // NewSource is a Source over data held in memory (tests, small inputs).
 func NewSource(name string, data []byte) *Source { return &Source{name: name, data: data} }
 
-func spool(name string, r io.Reader) (*Source, error) {
-	b, err := io.ReadAll(io.LimitReader(r, MaxSpool+1))
+func spool(name string, r io.Reader, limit int64) (*Source, error) {
+	b, err := io.ReadAll(io.LimitReader(r, limit+1))
 	if err != nil {
 		return nil, fmt.Errorf("reading the roster %s: %w", name, err)
 	}
-	if len(b) > MaxSpool {
-		return nil, fmt.Errorf("%w: %s is larger than %d MiB and cannot be read twice", ErrTooLarge, name, MaxSpool>>20)
+	if int64(len(b)) > limit {
+		return nil, fmt.Errorf("%w: %s is larger than %d MiB and cannot be read twice", ErrTooLarge, name, limit>>20)
 	}
 	return &Source{name: name, data: b}, nil
 }
