@@ -1,6 +1,10 @@
 package main
 
 import (
+	"github.com/provision-matrix/provision/internal/matrix"
+
+	"github.com/provision-matrix/provision/internal/sanitize"
+
 	"context"
 	"errors"
 	"fmt"
@@ -13,8 +17,6 @@ import (
 	"sync/atomic"
 	"text/tabwriter"
 	"time"
-	"unicode"
-	"unicode/utf8"
 
 	"github.com/vbauerster/mpb/v8"
 	"github.com/vbauerster/mpb/v8/decor"
@@ -409,28 +411,8 @@ func statusOrder(s *report.Summary) []report.Status {
 	return append(out, extra...)
 }
 
-// printable makes a server's text safe to show: control characters (which could
-// drive the terminal) are escaped, and it is cut at max runes.
-func printable(s string, max int) string {
-	var b strings.Builder
-	n := 0
-	for _, c := range s {
-		if n == max {
-			b.WriteString("…")
-			break
-		}
-		n++
-		switch {
-		case c == '\n' || c == '\r' || c == '\t':
-			b.WriteByte(' ')
-		case unicode.IsControl(c) || c == utf8.RuneError || (!unicode.IsPrint(c) && !unicode.IsSpace(c)):
-			fmt.Fprintf(&b, "\\u%04x", c)
-		default:
-			b.WriteRune(c)
-		}
-	}
-	return b.String()
-}
+// printable makes a server's text safe to show in the summary (sanitize.Visible).
+func printable(s string, max int) string { return sanitize.Visible(s, max) }
 
 // close flushes whatever is left on stderr.
 func (u *ui) close() { _ = u.out.Flush() }
@@ -453,15 +435,15 @@ func hint(r report.Row) string {
 // hintFor says what to do about a server's refusal, by errcode.
 func hintFor(errcode string) string {
 	hints := map[string]string{
-		"M_USER_IN_USE":      "the name belongs to another account: if it is not the same person, give this one another localpart",
-		"M_INVALID_USERNAME": "the server refused the name: use only a-z, 0-9 and . _ = - / +",
-		"M_EXCLUSIVE":        "the name is reserved by an application service (a bridge): choose another localpart",
-		"M_WEAK_PASSWORD":    "the password is too weak for the server: raise --password-length or fix the roster's password",
-		"M_FORBIDDEN":        "the server refused: check that the shared secret is the one in its config",
-		"M_LIMIT_EXCEEDED":   "the server kept rate-limiting: lower --rate or --concurrency and run again",
-		"M_BAD_JSON":         "the server could not take the request; Dendrite answers this for a localpart that is too long: shorten it",
-		"M_UNKNOWN":          "see the server's log for the cause, then run again",
-		"":                   "a network or server error: run the same command again; done users are not touched",
+		matrix.ErrcodeUserInUse:       "the name belongs to another account: if it is not the same person, give this one another localpart",
+		matrix.ErrcodeInvalidUsername: "the server refused the name: use only a-z, 0-9 and . _ = - / +",
+		matrix.ErrcodeExclusive:       "the name is reserved by an application service (a bridge): choose another localpart",
+		matrix.ErrcodeWeakPassword:    "the password is too weak for the server: raise --password-length or fix the roster's password",
+		matrix.ErrcodeForbidden:       "the server refused: check that the shared secret is the one in its config",
+		matrix.ErrcodeLimitExceeded:   "the server kept rate-limiting: lower --rate or --concurrency and run again",
+		matrix.ErrcodeBadJSON:         "the server could not take the request; Dendrite answers this for a localpart that is too long: shorten it",
+		matrix.ErrcodeUnknown:         "see the server's log for the cause, then run again",
+		"":                            "a network or server error: run the same command again; done users are not touched",
 	}
 	return hints[errcode]
 }

@@ -1,6 +1,8 @@
 package reconcile
 
 import (
+	"github.com/provision-matrix/provision/internal/sanitize"
+
 	"bufio"
 	"fmt"
 	"io"
@@ -153,10 +155,8 @@ func (p *Plan) WriteText(w io.Writer) error {
 // safe leaves a plain token as it is and quotes anything with spaces or control
 // characters, so that a hostile roster cannot drive the operator's terminal.
 func safe(s string) string {
-	for _, r := range s {
-		if !unicode.IsPrint(r) || unicode.IsSpace(r) {
-			return strconv.Quote(s)
-		}
+	if sanitize.Printable(s) && !strings.ContainsFunc(s, unicode.IsSpace) {
+		return s
 	}
-	return s
+	return strconv.Quote(s)
 }

@@ -5,6 +5,7 @@
 package sanitize
 
 import (
+	"fmt"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -49,3 +50,28 @@ func Line(s string, max int) string {
 // Printable reports whether s is already one printable line with no spaces at its
 // ends: what Line(s, 0) would return unchanged.
 func Printable(s string) bool { return Line(s, 0) == s }
+
+// Visible is Line for a table a person reads: instead of '?', a control character
+// shows as its \uXXXX escape, so that what the server sent can still be told (an
+// ESC that would have cleared the screen reads \u001b[2J), and s is cut at max runes
+// (max <= 0: no limit). It is not trimmed.
+func Visible(s string, max int) string {
+	var b strings.Builder
+	n := 0
+	for _, c := range s {
+		if max > 0 && n == max {
+			b.WriteString("…")
+			break
+		}
+		n++
+		switch {
+		case c == '\n' || c == '\r' || c == '\t':
+			b.WriteByte(' ')
+		case unicode.IsControl(c) || c == utf8.RuneError || (!unicode.IsPrint(c) && !unicode.IsSpace(c)):
+			fmt.Fprintf(&b, "\\u%04x", c)
+		default:
+			b.WriteRune(c)
+		}
+	}
+	return b.String()
+}
