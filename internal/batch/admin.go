@@ -280,6 +280,7 @@ func (r *Runner) Apply(ctx context.Context, plan *reconcile.Plan) (*report.Summa
 		g.Go(func() error {
 			row, err := r.apply(ctx, gctx, c)
 			if err != nil {
+				_ = ord.done(i, stoppedRow(row, c.User.Localpart, err))
 				return err
 			}
 			return ord.done(i, row)
@@ -442,6 +443,7 @@ func (r *Runner) createChange(stopCtx, reqCtx context.Context, c reconcile.Chang
 	st := userState{}
 	out, err := r.createAccount(stopCtx, reqCtx, c.User, &st)
 	if err != nil {
+		row.Status = out.status
 		return row, err
 	}
 	row.Attempts = st.attempts

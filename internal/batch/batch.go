@@ -282,6 +282,9 @@ func (r *Runner) Run(ctx context.Context, src Source) (*report.Summary, error) {
 			}
 			row, err := r.provision(ctx, gctx, u)
 			if err != nil {
+				// The run stops; the row still counts, so that the summary and the
+				// report hold every user the server may have acted on.
+				_ = ord.done(i, stoppedRow(row, u.Localpart, err))
 				return err
 			}
 			return ord.done(i, row)
@@ -301,6 +304,21 @@ func (r *Runner) Run(ctx context.Context, src Source) (*report.Summary, error) {
 		return sum, fmt.Errorf("%w: %w", ErrInterrupted, context.Cause(ctx))
 	}
 	return sum, nil
+}
+
+// stoppedRow is the row of a user whose step failed in a way that stops the run (the
+// journal or the handoff could not be written): what the server did stands (created
+// means created: the password is in the journal, and the next run hands it off), with
+// why the run stopped; a user the server had not answered for is failed.
+func stoppedRow(row report.Row, localpart string, err error) report.Row {
+	if row.Localpart == "" {
+		row.Localpart = localpart
+	}
+	if row.Status == "" {
+		row.Status = report.Failed
+	}
+	row.Error = join(row.Error, "the run stopped here: "+sanitize.Line(err.Error(), 200))
+	return row
 }
 
 func skippedRow(u roster.User, why string) report.Row {
@@ -332,6 +350,7 @@ func (r *Runner) provision(stopCtx, reqCtx context.Context, u roster.User) (repo
 				// hand the journaled password off again, then record it as created in
 				// this run, so that this run's checkpoint covers it.
 				if err := r.Handoff.Deliver(u, e.UserID, e.Password, true); err != nil {
+					row.UserID, row.Status = e.UserID, report.Created
 					return row, fmt.Errorf("handing off %s: %w", e.UserID, err)
 				}
 				if err := r.outcome(u.Localpart, e.UserID, journal.StatusCreated); err != nil {
@@ -357,15 +376,12 @@ func (r *Runner) provision(stopCtx, reqCtx context.Context, u roster.User) (repo
 	}
 
 	out, err := r.createAccount(stopCtx, reqCtx, u, &st)
-	if err != nil {
-		return row, err
-	}
 	row.Attempts = st.attempts
 	row.UserID = out.userID
 	row.Status = out.status
 	row.Errcode = out.errcode
 	row.Error = join(note, scrub(out.message, st.password))
-	return row, nil
+	return row, err
 }
 
 type userState struct {

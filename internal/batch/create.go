@@ -93,6 +93,11 @@ func (r *Runner) create(stopCtx, reqCtx context.Context, u roster.User, st *user
 		return out, nil
 	case errors.Is(err, ErrInterrupted):
 		return interruptedOutcome(st), nil
+	case reqCtx.Err() != nil:
+		// The run itself is failing (its journal or handoff could not be written) and
+		// cut this request short: the server may have acted on it.
+		return outcome{status: report.Failed, unknown: true, userID: r.userID(u.Localpart),
+			message: "the run stopped while this request was in flight: whether the account was created is unknown; the next run finds out"}, nil
 	case errors.Is(err, ErrExists):
 		if st.maybeLanded && st.password != "" {
 			if o, ok := r.checkLanded(stopCtx, reqCtx, u, st); ok {

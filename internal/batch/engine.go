@@ -39,6 +39,9 @@ type Engine struct {
 	secrets []string
 }
 
+// longWait is a Retry-After long enough to be said at the default log level.
+const longWait = 30 * time.Second
+
 // Defaults of Options that the engine fills in.
 const (
 	DefaultRetryBudget   = 5 * time.Minute
@@ -195,7 +198,13 @@ func (e *Engine) Do(stopCtx, reqCtx context.Context, c *Call, fn func(context.Co
 			if e.exhausted(c, retries) {
 				return &ExhaustedError{Attempts: c.Attempts, Budget: e.opts.RetryBudget, Err: err}
 			}
-			e.log.Debug("rate limited", "retry_after", wait, "rate", float64(e.writes.limit()))
+			if wait >= longWait {
+				// Said at the default level: a run that stands still for minutes must
+				// say why.
+				e.log.Warn("the server asked to wait before the next request (429); waiting", "seconds", int(wait.Seconds()))
+			} else {
+				e.log.Debug("rate limited", "retry_after", wait, "rate", float64(e.writes.limit()))
+			}
 			continue
 		case matrix.Retry:
 			retries++

@@ -1,11 +1,14 @@
 package batch
 
 import (
+	"errors"
 	"fmt"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 
+	"github.com/provision-matrix/provision/internal/journal"
 	"github.com/provision-matrix/provision/internal/matrixtest"
 	"github.com/provision-matrix/provision/internal/report"
 )
@@ -95,5 +98,47 @@ func TestForgedUserIDIsAFailedUser(t *testing.T) {
 			}
 			f2.assertConverged(t, us)
 		})
+	}
+}
+
+// fullJournal is a journal whose disk fills after a few outcomes.
+type fullJournal struct {
+	Journal
+	left atomic.Int32
+}
+
+func (j *fullJournal) Outcome(lp, id string, st journal.Status) error {
+	if j.left.Add(-1) < 0 {
+		return errors.New("no space left on device")
+	}
+	return j.Journal.Outcome(lp, id, st)
+}
+
+// When the journal's disk fills mid-run the run stops, and its summary still counts
+// every account the server created (issue 11: it counted 44 created while 57 existed).
+func TestSummaryCountsWhatTheServerDidWhenTheJournalFails(t *testing.T) {
+	t.Parallel()
+	f := setup(t, matrixtest.Options{}, "")
+	fj := &fullJournal{Journal: f.jr}
+	fj.left.Store(10)
+	f.run.Journal = fj
+	sum, err := f.run.Run(t.Context(), source(users(60)))
+	if err == nil {
+		t.Fatal("the run went on with a full journal")
+	}
+	// Every account on the server is reported created, or failed with its outcome
+	// unknown (its request was in flight when the run stopped): none is left out.
+	rows := map[string]report.Row{}
+	for _, r := range f.rec.rows {
+		rows[r.Localpart] = r
+	}
+	for _, u := range f.srv.Users() {
+		r := rows[u.Localpart]
+		if r.Status != report.Created && !(r.Status == report.Failed && strings.Contains(r.Error, "unknown")) {
+			t.Errorf("%s exists on the server, but its row is %+v", u.Localpart, r)
+		}
+	}
+	if sum.Total != 60 {
+		t.Errorf("the summary has %d users, want all 60 of the roster", sum.Total)
 	}
 }
