@@ -3,11 +3,11 @@ package main
 import (
 	"context"
 	"encoding/csv"
-	"os"
-	"strings"
 	"errors"
 	"fmt"
+	"os"
 	"strconv"
+	"strings"
 
 	"github.com/spf13/cobra"
 

@@ -224,6 +224,9 @@ func checkRosterSize(cfg *config.Config, serverName string, users int) error {
 // run's guard. Written atomically: a crash leaves the old count or the new one.
 func saveRosterSize(cfg *config.Config, serverName string, users int) error {
 	path := rosterCountPath(cfg, serverName)
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return err
+	}
 	f, err := safefile.Create(path, true)
 	if err != nil {
 		return err
