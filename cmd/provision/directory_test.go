@@ -9,10 +9,12 @@ import (
 	"encoding/pem"
 	"fmt"
 	"math/big"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -20,7 +22,6 @@ import (
 
 	"github.com/provision-matrix/provision/internal/dendritetest"
 	"github.com/provision-matrix/provision/internal/matrixtest"
-	"github.com/provision-matrix/provision/internal/reconcile"
 	"github.com/provision-matrix/provision/internal/slapdtest"
 )
 
@@ -84,7 +85,7 @@ func TestDirectoryCreateOnDendrite(t *testing.T) {
 	if strings.Contains(stderr, string(ldapSrv.BindPassword)) {
 		t.Error("the bind password appears on stderr")
 	}
-	args[len(args)-3] = filepath.Join(dir, "credentials-2.age")
+	args[len(args)-4] = filepath.Join(dir, "credentials-2.age") // --credentials value
 	if code, _, stderr = runCLI(t, nil, args...); code != 0 {
 		t.Fatalf("second run: exit %d:\n%s", code, stderr)
 	}
@@ -320,4 +321,73 @@ func selfSignedCA(t *testing.T) string {
 	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))
 }
 
-var _ = reconcile.Marker
+// TestDirectoryCrashAndResume: a sync from the directory killed with SIGKILL while
+// it creates accounts; the same command again finishes the job, and every password
+// the killed run set is in the second run's handoff.
+func TestDirectoryCrashAndResume(t *testing.T) {
+	if testing.Short() {
+		t.Skip("kills a provision process")
+	}
+	ldapSrv := slapdtest.Start(t, 60)
+	srv := matrixtest.NewServer(t, matrixtest.Options{AdminToken: cliAdminToken,
+		// Slow creations, so that the kill lands in the middle of the run.
+		Faults: func(r *http.Request) matrixtest.Fault {
+			if r.Method == http.MethodPut {
+				return matrixtest.Fault{Latency: 20 * time.Millisecond}
+			}
+			return matrixtest.Fault{}
+		}})
+	bin := buildProvision(t)
+	dir := t.TempDir()
+	id, keyFile := newIdentity(t, dir)
+	if err := os.WriteFile(filepath.Join(dir, "token"), []byte(cliAdminToken), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	args := func(run int) []string {
+		return append(dirFlags(ldapSrv), "--homeserver", srv.URL(), "--admin-token-file", "token", "--concurrency", "2",
+			"--recipient", id.Recipient().String(), "--credentials", fmt.Sprintf("credentials-%d.age", run), "--report", "report.csv",
+			"--deactivate-missing", ldapSrv.LDAPSURL+"/"+slapdtest.PeopleDN)
+	}
+	created := func() int {
+		n := 0
+		for _, u := range srv.Users() {
+			if strings.HasPrefix(u.Localpart, "user") {
+				n++
+			}
+		}
+		return n
+	}
+	p := startProvision(t, bin, dir, nil, args(1)...)
+	waitFor(t, 60*time.Second, "15 accounts created", func() bool { return created() >= 15 || p.exited() })
+	_ = p.cmd.Process.Signal(syscall.SIGKILL)
+	<-p.done
+	if ws, ok := p.state.Sys().(syscall.WaitStatus); !ok || !ws.Signaled() {
+		t.Fatalf("the run ended before it was killed (exit %d):\n%s", p.state.ExitCode(), p.stderr.String())
+	}
+	killedAt := created()
+	if killedAt >= 60 {
+		t.Fatalf("the kill came too late (%d of 60 created) to test a resume", killedAt)
+	}
+	t.Logf("killed with %d of 60 accounts created", killedAt)
+
+	final := startProvision(t, bin, dir, nil, args(2)...)
+	if code := final.wait(t, 90*time.Second); code != 0 {
+		t.Fatalf("the resumed run exited %d:\n%s", code, final.stderr.String())
+	}
+	if n := created(); n != 60 {
+		t.Errorf("%d accounts after the resumed run, want 60", n)
+	}
+	handed := map[string]string{}
+	for _, r := range decryptCredentials(t, filepath.Join(dir, "credentials-2.age"), keyFile, id) {
+		handed[r[0]] = r[1]
+	}
+	for _, u := range srv.Users() {
+		if !strings.HasPrefix(u.Localpart, "user") {
+			continue
+		}
+		pw, ok := handed[u.UserID]
+		if !ok || !srv.CheckPassword(u.Localpart, pw) {
+			t.Errorf("%s: no working password in the resumed run's credentials (handed off: %v)", u.UserID, ok)
+		}
+	}
+}
