@@ -7,9 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"strings"
 
 	"github.com/provision-matrix/provision/internal/batch"
 	"github.com/provision-matrix/provision/internal/config"
+	"github.com/provision-matrix/provision/internal/directory"
 	"github.com/provision-matrix/provision/internal/journal"
 	"github.com/provision-matrix/provision/internal/matrix"
 	"github.com/provision-matrix/provision/internal/reconcile"
@@ -122,6 +124,7 @@ func explain(cfg *config.Config, err error) error {
 		co *journal.CorruptError
 		ex *batch.ExhaustedError
 		wt *batch.WaitTooLongError
+		de *directory.Error
 	)
 	switch {
 	case errors.As(err, &re):
@@ -129,6 +132,8 @@ func explain(cfg *config.Config, err error) error {
 		return &cliError{code: ExitUsage, err: fmt.Errorf("the roster has %d problem%s; nothing was sent to the server:\n%s", n, plural(n), re.Error())}
 	case errors.As(err, &ce):
 		return usageError{err}
+	case errors.As(err, &de):
+		return directoryError(de)
 	case errors.Is(err, roster.ErrChanged):
 		return usage(err, "something rewrote the roster while provision ran: let the export finish first (write it to a new file and rename it into place), then run again")
 	case errors.Is(err, roster.ErrTooLarge):
@@ -176,6 +181,34 @@ func explain(cfg *config.Config, err error) error {
 		return usage(err, "move it away, or choose another path")
 	}
 	return failed(err, "")
+}
+
+// directoryError explains a directory that could not be read: the search is all or
+// nothing, so nothing was sent to the homeserver, and the exit code is 2 whatever the
+// cause, so that a nightly job's failure is never mistaken for a sync that ran.
+func directoryError(de *directory.Error) error {
+	msg := de.Msg
+	if de.Cause != nil {
+		msg += ": " + de.Cause.Error()
+	}
+	what := map[error]string{
+		directory.ErrBind:        "the directory refused the service account",
+		directory.ErrTLS:         "no trusted TLS connection to the directory",
+		directory.ErrUnreachable: "cannot reach the directory",
+		directory.ErrEmptyResult: "the directory search found nobody",
+		directory.ErrSizeLimit:   "the directory cut the search short",
+		directory.ErrInsecure:    "refusing a clear-text connection to the directory",
+		directory.ErrNoMemberOf:  "the directory gives no group memberships",
+	}[de.Kind]
+	if what == "" {
+		what = "reading the directory failed"
+	}
+	hint := de.Hint
+	if hint == "" {
+		hint = "fix the cause and run the same command again"
+	}
+	hint = strings.TrimSuffix(strings.TrimSuffix(hint, "; nothing was changed"), ", nothing was changed")
+	return &cliError{code: ExitUsage, err: fmt.Errorf("%s (%s): nothing was changed on the homeserver", what, msg), hint: hint}
 }
 
 func plural(n int) string {

@@ -63,12 +63,15 @@ func runProvision(ctx context.Context, cfg *config.Config, stdin io.Reader, stdo
 	}
 
 	// 1. The roster, offline: every problem is reported before anything is sent.
-	cr, err := checkRoster(cfg, stdin)
+	cr, err := checkRoster(ctx, cfg, stdin)
 	if err != nil {
 		return err
 	}
 	defer cr.src.Close()
 	log.Debug("roster checked", "users", cr.stats.Users, "file", cr.src.Name())
+	if d, ok := cr.src.(*directorySource); ok {
+		log.Info(d.summary())
+	}
 
 	// 2. What must be right before the first request: recipients and output files.
 	var rcpts []age.Recipient
@@ -113,6 +116,14 @@ func runProvision(ctx context.Context, cfg *config.Config, stdin io.Reader, stdo
 			return err
 		}
 	}
+	// The roster-size guard (directory.go): before anything is changed, and with the
+	// server name known, since the last count is kept per server.
+	if err := checkRosterSize(cfg, srv.serverName, cr.stats.Users); err != nil {
+		if !cfg.DryRun {
+			return err
+		}
+		ui.info("WARNING: run for real, this would stop before changing anything: " + err.Error())
+	}
 	gen, err := password.NewGenerator(cfg.PasswordLength, policy, nil)
 	if err != nil {
 		return usage(fmt.Errorf("--password-length %d: %w", cfg.PasswordLength, err), "")
@@ -151,6 +162,11 @@ func runProvision(ctx context.Context, cfg *config.Config, stdin io.Reader, stdo
 		Self:      srv.self,
 	}
 	runner.Opts.ServerName = srv.serverName
+	if runner.Sync.LeaveDropped {
+		if runner.Sync.ManagedRooms, err = managedRooms(cfg); err != nil {
+			return err
+		}
+	}
 	if jr != nil {
 		runner.Journal = jr
 	}
@@ -223,6 +239,12 @@ func runProvision(ctx context.Context, cfg *config.Config, stdin io.Reader, stdo
 		finishErr = fmt.Errorf("writing the report: %w", err)
 	}
 	ui.summary(sum)
+	if runErr == nil && finishErr == nil && !cfg.DryRun {
+		// A completed run's roster size is the next run's yardstick (directory.go).
+		if err := saveRosterSize(cfg, srv.serverName, cr.stats.Users); err != nil {
+			log.Warn("could not record the roster's size for the next run's --min-roster-ratio check", "error", err.Error())
+		}
+	}
 
 	switch {
 	case runErr != nil && errors.Is(runErr, batch.ErrInterrupted):
@@ -276,6 +298,7 @@ func syncOptions(cfg *config.Config) reconcile.Options {
 		MaxDeactivate:     cfg.MaxDeactivate,
 		ResetPasswords:    cfg.ResetPasswords,
 		LogoutDevices:     cfg.LogoutDevices,
+		LeaveDropped:      cfg.LeaveDroppedRooms,
 	}
 }
 
@@ -350,7 +373,7 @@ func finishHandoff(ho *handoff.Delivery, jr *journal.Journal, jpath string, runE
 // checkedRoster is a roster that passed the offline check, with the options that
 // read it again.
 type checkedRoster struct {
-	src           *roster.Source
+	src           rosterSource
 	opts          roster.Options
 	stats         roster.Stats
 	policy        password.Policy // the configured one; the server's may add to it
@@ -359,12 +382,17 @@ type checkedRoster struct {
 
 // checkRoster reads the whole roster once and reports every problem in it, before
 // anything is sent to the server.
-func checkRoster(cfg *config.Config, stdin io.Reader) (*checkedRoster, error) {
+func checkRoster(ctx context.Context, cfg *config.Config, stdin io.Reader) (*checkedRoster, error) {
 	columns, err := roster.ParseColumns(cfg.Columns)
 	if err != nil {
 		return nil, usage(err, "")
 	}
-	src, err := openRoster(cfg.Roster, cfg.Format, stdin)
+	var src rosterSource
+	if cfg.IsDirectory() {
+		src, err = newDirectorySource(ctx, cfg) // directory.go
+	} else {
+		src, err = openRoster(cfg.Roster, cfg.Format, stdin)
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -144,8 +144,8 @@ func (r *Runner) observe(ctx context.Context, u roster.User) (reconcile.Change, 
 			return reconcile.Change{}, err
 		}
 		acct.Aliases = map[string]string{}
-		for _, room := range u.Rooms {
-			if strings.HasPrefix(room, "#") {
+		for _, room := range append(slices.Clip(u.Rooms), r.managedRooms()...) {
+			if _, done := acct.Aliases[room]; !done && strings.HasPrefix(room, "#") {
 				acct.Aliases[room] = r.resolve(ctx, room)
 			}
 		}
@@ -484,6 +484,7 @@ func (r *Runner) update(stopCtx, reqCtx context.Context, c reconcile.Change, set
 	row.Status = report.Updated
 	if put == (matrix.PutUser{}) {
 		r.joinRooms(stopCtx, reqCtx, c, row)
+		r.leaveRooms(stopCtx, reqCtx, c, row)
 		return nil
 	}
 	st := &Call{Write: true, Password: pw}
@@ -513,6 +514,7 @@ func (r *Runner) update(stopCtx, reqCtx context.Context, c reconcile.Change, set
 		row.Error = join(row.Error, "password reset; the new one is in the handoff")
 	}
 	r.joinRooms(stopCtx, reqCtx, c, row)
+	r.leaveRooms(stopCtx, reqCtx, c, row)
 	return nil
 }
 

@@ -60,12 +60,16 @@ func (c *Config) refuseDirectorySettings() error {
 	}{
 		{c.LDAPBase != "", fLDAPBase}, {c.LDAPFilter != "", fLDAPFilter}, {c.LDAPScope != "", fLDAPScope},
 		{c.LDAPBindDN != "", fLDAPBindDN}, {c.LDAPPassword != nil, fLDAPPasswordFile},
-		{c.LDAPStartTLS, fLDAPStartTLS}, {c.RoomsMap != "", fRoomsMap},
+		{c.LDAPStartTLS, fLDAPStartTLS},
+		// With a roster file and --leave-dropped-rooms, the rooms map lists the rooms
+		// provision manages (the only ones anyone is made to leave); its groups are
+		// not read.
+		{c.RoomsMap != "" && !c.LeaveDroppedRooms, fRoomsMap},
 	} {
 		if f.set {
 			hint := "give a directory (ldaps://...) as the roster, or drop --" + f.name
 			if f.name == fRoomsMap {
-				hint = "a rooms map turns directory groups into rooms; in a roster file, list each person's rooms in the rooms column"
+				hint = "a rooms map turns directory groups into rooms; in a roster file, list each person's rooms in the rooms column (with --leave-dropped-rooms, a rooms map may name the rooms provision manages)"
 			}
 			return errorf(hint, "--%s applies only to a directory roster, and the roster is the file %s", f.name, c.Roster)
 		}

@@ -301,6 +301,8 @@ func TestDirectoryRoster(t *testing.T) {
 		{name: "a whole mapping", args: with("--ldap-map", "localpart=uid, displayname=givenName+sn, email=mail", people), check: func(c *Config) bool { return c.IsDirectory() }},
 		{name: "a rooms map", args: with("--rooms-map", "rooms.yaml", "--leave-dropped-rooms", people),
 			check: func(c *Config) bool { return c.RoomsMap == "rooms.yaml" && c.LeaveDroppedRooms }},
+		{name: "a rooms map with a file names the managed rooms", args: with("--rooms-map", "rooms.yaml", "--leave-dropped-rooms", "team.csv"),
+			check: func(c *Config) bool { return !c.IsDirectory() && c.RoomsMap == "rooms.yaml" && c.LeaveDroppedRooms }},
 		{name: "the default mapping spelt out, with a file", args: with("--ldap-map", "ldap", "team.csv"),
 			check: func(c *Config) bool { return !c.IsDirectory() && c.Roster == "team.csv" }},
 		{name: "the environment's password is not used for a file", args: with("team.csv"), env: map[string]string{"PROVISION_LDAP_PASSWORD": bindPassword},

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"slices"
 	"strings"
@@ -209,4 +210,24 @@ func canonicalDN(dn *ldap.DN) string {
 		}
 	}
 	return b.String()
+}
+
+// AllRooms is every room the map names, each once, in the map's order of
+// groups (DN keys, then cn keys, each sorted): the rooms provision manages,
+// and the only ones --leave-dropped-rooms ever makes anyone leave.
+func (m *RoomsMap) AllRooms() []string {
+	if m.Len() == 0 {
+		return nil
+	}
+	var out []string
+	for _, byKey := range []map[string][]string{m.byDN, m.byCN} {
+		for _, k := range slices.Sorted(maps.Keys(byKey)) {
+			for _, r := range byKey[k] {
+				if !slices.Contains(out, r) {
+					out = append(out, r)
+				}
+			}
+		}
+	}
+	return out
 }

@@ -226,6 +226,7 @@ func (s *Server) routes() *http.ServeMux {
 	m.HandleFunc("POST /_synapse/admin/v1/join/{room}", s.join)
 	m.HandleFunc("GET /_synapse/admin/v1/username_available", s.adminUsernameAvailable)
 	m.HandleFunc("GET /_synapse/admin/v1/users/{userID}/joined_rooms", s.joinedRooms)
+	s.leaveRoutes(m) // leave.go
 	return m
 }
 

@@ -89,6 +89,9 @@ func (p *Plan) Lines() []string {
 			for _, r := range c.Joins {
 				add("~", id, "join %s", safe(r))
 			}
+			for _, r := range c.Leaves {
+				add("~", id, "leave %s", safe(r))
+			}
 			if c.ResetPassword {
 				if c.LogoutDevices {
 					add("~", id, "password reset (logs out every device)")

@@ -58,6 +58,14 @@ type Options struct {
 	ResetPasswords bool
 	// LogoutDevices logs out every device of an account whose password is reset.
 	LogoutDevices bool
+	// LeaveDropped makes an account leave the managed rooms the roster no longer
+	// gives it (a person removed from a directory group, a room taken out of the
+	// rooms column).
+	LeaveDropped bool
+	// ManagedRooms are the rooms provision may make people leave: those of the
+	// rooms map, as it names them (IDs or aliases). A room not listed here is never
+	// left, whatever the roster says.
+	ManagedRooms []string
 }
 
 // Action is what a change does.
@@ -100,6 +108,9 @@ type Change struct {
 	Put matrix.PutUser
 	// Joins are the rooms to join, as the roster names them.
 	Joins []string
+	// Leaves are the managed rooms to leave (see Options.LeaveDropped), as the
+	// rooms map names them; LeaveIDs are their room IDs, in the same order.
+	Leaves, LeaveIDs []string
 	// ResetPassword: the account gets a new password.
 	ResetPassword bool
 	// LogoutDevices goes with ResetPassword.
@@ -119,9 +130,10 @@ type Account struct {
 	// Rooms are the IDs of the rooms the account is joined to; nil when they were not
 	// read (they are read only when Diff will compare them, see RoomsNeeded).
 	Rooms []string
-	// Aliases maps each room alias of the roster user to its room ID, for those that
-	// resolved. An alias that did not resolve is joined again (and the join reports
-	// why it fails).
+	// Aliases maps each room alias of the roster user, and of Options.ManagedRooms
+	// when LeaveDropped is on, to its room ID, for those that resolved. An alias that
+	// did not resolve is joined again (and the join reports why it fails); a managed
+	// room whose alias does not resolve is never left.
 	Aliases map[string]string
 	// Resumed: an interrupted run of provision may have created this account; its
 	// rooms are compared even without Update, so that the joins that run did not get
@@ -132,8 +144,13 @@ type Account struct {
 // RoomsNeeded reports whether Diff will compare the account's rooms, so that the
 // caller reads them (and resolves the roster's aliases) only when they matter.
 func RoomsNeeded(u roster.User, acct Account, o Options) bool {
-	return acct.Exists && !acct.User.Deactivated && len(u.Rooms) > 0 && (o.Update || acct.Resumed)
+	if !acct.Exists || acct.User.Deactivated {
+		return false
+	}
+	return len(u.Rooms) > 0 && (o.Update || acct.Resumed) || o.leaving()
 }
+
+func (o Options) leaving() bool { return o.LeaveDropped && len(o.ManagedRooms) > 0 }
 
 // Diff decides what happens to the roster user u, whose full user ID is userID, given
 // what the server holds. self is the admin token's own user ID: it is never demoted.
@@ -157,15 +174,18 @@ func Diff(u roster.User, userID, self string, acct Account, o Options) Change {
 			c.Note = "the admin token's own account: its admin flag is never changed"
 		}
 	}
-	if RoomsNeeded(u, acct, o) {
+	if RoomsNeeded(u, acct, o) && (o.Update || acct.Resumed) {
 		c.Joins = missingRooms(u.Rooms, acct.Rooms, acct.Aliases)
+	}
+	if RoomsNeeded(u, acct, o) && o.leaving() {
+		c.Leaves, c.LeaveIDs = droppedRooms(u.Rooms, o.ManagedRooms, acct.Rooms, acct.Aliases)
 	}
 	if o.ResetPasswords {
 		c.ResetPassword = true
 		c.LogoutDevices = o.LogoutDevices
 	}
 	switch {
-	case len(c.Fields) > 0 || len(c.Joins) > 0 || c.ResetPassword:
+	case len(c.Fields) > 0 || len(c.Joins) > 0 || len(c.Leaves) > 0 || c.ResetPassword:
 		c.Action = Update
 	case o.Update:
 		c.Action = Unchanged
@@ -247,6 +267,34 @@ func missingRooms(want, joined []string, aliases map[string]string) []string {
 		}
 	}
 	return out
+}
+
+// droppedRooms returns the managed rooms the account is joined to and the roster
+// no longer gives it, in the map's order, with their IDs. A room is compared by ID, so
+// that the roster naming it by alias and the map by ID (or the other way round) is
+// one room.
+func droppedRooms(want, managed, joined []string, aliases map[string]string) (names, ids []string) {
+	idOf := func(r string) string {
+		if strings.HasPrefix(r, "#") {
+			return aliases[r]
+		}
+		return r
+	}
+	wanted := map[string]bool{}
+	for _, r := range want {
+		if id := idOf(r); id != "" {
+			wanted[id] = true
+		}
+	}
+	for _, r := range managed {
+		id := idOf(r)
+		if id == "" || wanted[id] || !slices.Contains(joined, id) || slices.Contains(ids, id) {
+			continue
+		}
+		names = append(names, r)
+		ids = append(ids, id)
+	}
+	return names, ids
 }
 
 // Missing decides what happens to an account the roster does not name. It returns
