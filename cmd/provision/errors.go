@@ -13,6 +13,7 @@ import (
 	"github.com/provision-matrix/provision/internal/config"
 	"github.com/provision-matrix/provision/internal/directory"
 	"github.com/provision-matrix/provision/internal/journal"
+	"github.com/provision-matrix/provision/internal/mas"
 	"github.com/provision-matrix/provision/internal/matrix"
 	"github.com/provision-matrix/provision/internal/reconcile"
 	"github.com/provision-matrix/provision/internal/roster"
@@ -168,7 +169,16 @@ func explain(cfg *config.Config, err error) error {
 	case errors.Is(err, matrix.ErrSharedSecretMismatch):
 		return usage(err, fmt.Sprintf("the secret from %s is not the one in the server's config (registration_shared_secret)", cfg.SharedSecretSource))
 	case errors.Is(err, errDelegated):
-		return usage(err, "this server's logins are handled by the Matrix Authentication Service: provision it through MAS with --mas URL --mas-client-id ID --mas-client-secret-file FILE (see docs/mas.md)")
+		return usage(fmt.Errorf("%w: nothing was sent", err),
+			"accounts on this server live in MAS: provision them through MAS's admin API with\n"+
+				"        --mas URL (MAS's base URL, often the issuer above) --mas-client-id ID --mas-client-secret-file FILE;\n"+
+				"        docs/mas.md says how to register provision as a MAS client")
+	case errors.Is(err, mas.ErrBadClient), errors.Is(err, mas.ErrNotAdminClient), errors.Is(err, mas.ErrUnauthorized):
+		return usage(fmt.Errorf("%w: nothing was sent", err),
+			"MAS must know provision as a client (clients: with client_auth_method: client_secret_basic) listed under policy.data.admin_clients; see docs/mas.md")
+	case errors.Is(err, mas.ErrNoAdminAPI), errors.Is(err, mas.ErrNoTokenEndpoint):
+		return usage(fmt.Errorf("--mas %s: %w: nothing was sent", cfg.MAS, err),
+			"--mas is the base URL of a MAS listener that serves both the oauth and the adminapi resources; see docs/mas.md, step 3")
 	case errors.As(err, &le):
 		return usage(fmt.Errorf("refusing to deactivate %d accounts, more than --max-deactivate %d: nothing was changed", le.Count, le.Max),
 			fmt.Sprintf("check the roster first (a truncated or empty export does this); `provision plan` with the same flags lists who would go;\n"+

@@ -49,6 +49,9 @@ type serverInfo struct {
 var errDelegated = errors.New("the homeserver's logins are handled by the Matrix Authentication Service")
 
 func newMode(cfg *config.Config, log *slog.Logger) (mode, error) {
+	if cfg.Mode() == config.ModeMAS {
+		return &masMode{cfg: cfg, log: log}, nil
+	}
 	if cfg.AdminToken != nil {
 		// An admin token wins over a shared secret: it can do all the secret can and
 		// more.
@@ -118,6 +121,11 @@ func (m *adminMode) preflight(ctx context.Context, e *batch.Engine, c *matrix.Cl
 	}
 	if err := reachable(ctx, e, c, m.cfg); err != nil {
 		return info, err
+	}
+	// Under MAS, Synapse's admin API is still there, but it no longer sets
+	// passwords: find that out before the first user, not on every user's row.
+	if issuer, delegated := delegation(ctx, e, c); delegated {
+		return info, fmt.Errorf("%w (%s)", errDelegated, issuer)
 	}
 	m.admin = c.Admin(m.cfg.AdminToken)
 	if err := e.Do(ctx, ctx, &batch.Call{}, m.admin.Probe); err != nil {

@@ -72,6 +72,13 @@ func runProvision(ctx context.Context, cfg *config.Config, stdin io.Reader, stdo
 	if d, ok := cr.src.(*directorySource); ok {
 		log.Info(d.summary())
 	}
+	if ra, ok := m.(rosterAware); ok {
+		ra.useRoster(func(fn func(roster.User) error) error {
+			o := cr.opts
+			o.Checked = true
+			return cr.src.Each(o, fn)
+		})
+	}
 
 	// 2. What must be right before the first request: recipients and output files.
 	var rcpts []age.Recipient
@@ -138,6 +145,18 @@ func runProvision(ctx context.Context, cfg *config.Config, stdin io.Reader, stdo
 		if busy, _ := journalBusy(jpath); busy {
 			return fmt.Errorf("journal %s: %w: a run is changing the server right now; plan again when it has finished", jpath, journal.ErrLocked)
 		}
+		if ja, ok := m.(journalAware); ok {
+			// The plan needs the journal to know which accounts provision created.
+			if _, statErr := os.Stat(jpath); statErr == nil {
+				ro := *cfg
+				ro.Fresh = false
+				if jr, err = openJournal(&ro, jpath, srv.serverName, m); err != nil {
+					return err
+				}
+				defer jr.Close()
+				ja.useJournal(jr)
+			}
+		}
 	} else {
 		if jr, err = openJournal(cfg, jpath, srv.serverName, m); err != nil {
 			return err
@@ -145,6 +164,9 @@ func runProvision(ctx context.Context, cfg *config.Config, stdin io.Reader, stdo
 		defer jr.Close()
 		if prev := jr.Previous(); prev != "" {
 			log.Info("started a new journal; the old one is kept", "old", prev)
+		}
+		if ja, ok := m.(journalAware); ok {
+			ja.useJournal(jr)
 		}
 		log.Debug("journal", "path", jpath)
 	}
@@ -167,7 +189,7 @@ func runProvision(ctx context.Context, cfg *config.Config, stdin io.Reader, stdo
 			return err
 		}
 	}
-	if jr != nil {
+	if jr != nil && !cfg.DryRun {
 		runner.Journal = jr
 	}
 	// The second pass keeps no per-user state: a million-user roster streams in
@@ -299,6 +321,9 @@ func syncOptions(cfg *config.Config) reconcile.Options {
 		ResetPasswords:    cfg.ResetPasswords,
 		LogoutDevices:     cfg.LogoutDevices,
 		LeaveDropped:      cfg.LeaveDroppedRooms,
+		// MAS does not hold display names; without Synapse's admin API they cannot
+		// be read, so they are not compared.
+		NoDisplayName: cfg.Mode() == config.ModeMAS && cfg.AdminToken == nil,
 	}
 }
 
@@ -401,6 +426,7 @@ func checkRoster(ctx context.Context, cfg *config.Config, stdin io.Reader) (*che
 		Columns:       columns,
 		Format:        rosterFormat(cfg),
 		ServerName:    cfg.ServerName,
+		SSOProvider:   cfg.SSOProvider,
 		CheckPassword: cr.policy.Check,
 		CheckRecipient: func(s string) error {
 			cr.withRecipient = true

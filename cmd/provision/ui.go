@@ -426,6 +426,8 @@ func hint(r report.Row) string {
 		return "the shared secret is not the server's registration_shared_secret: check the file you gave provision"
 	case strings.Contains(msg, "nonce"):
 		return "the server forgot the registration nonce (a restart, or Synapse workers that do not share it): run again; route /_synapse/admin to one process if it persists"
+	case strings.Contains(msg, "external id is already in use"):
+		return "another account is already bound to this person's single sign-on identity (sso_provider, sso_subject): find it in Synapse's admin API (GET /_synapse/admin/v1/auth_providers/PROVIDER/users/SUBJECT) and fix the roster or that account"
 	case r.Errcode == "" && strings.Contains(msg, "404"):
 		return "the shared-secret endpoint is missing: the server has no registration_shared_secret, or it delegates logins to Matrix Authentication Service (see docs/troubleshooting.md)"
 	}

@@ -46,6 +46,11 @@ type Requests struct {
 	e         *Engine
 	stop, req context.Context
 	Call      *Call
+	// Resumed: an earlier attempt (this run's or an interrupted run's) journaled
+	// an intent to create this account and recorded no success. An account
+	// system whose Create takes several requests (MAS) uses it to finish what
+	// that attempt began instead of calling the account someone else's.
+	Resumed bool
 	// intent journals the password before the first state-changing request leaves;
 	// reads before it (is the name free?) need no journal record.
 	intent   func() error

@@ -128,6 +128,14 @@ func (r *Runner) observe(ctx context.Context, u roster.User) (reconcile.Change, 
 	if err != nil {
 		return reconcile.Change{}, err
 	}
+	if _, settles := r.Accounts.(selfSettling); settles && acct.Exists && !acct.User.Deactivated && r.unsettled(u.Localpart) {
+		// An interrupted run began creating this account and recorded no end: it is
+		// created again, and Create finishes what that run began (or finds that the
+		// account is someone else's).
+		c := reconcile.Diff(u, id, r.Self, reconcile.Account{}, r.Sync)
+		c.Note = "an interrupted run began creating it; this run finishes it"
+		return c, nil
+	}
 	if acct.Exists && r.Journal != nil {
 		if e, ok := r.Journal.Lookup(u.Localpart); ok && owes(e) != debtNone {
 			// An interrupted run may have created this account and not got to its
@@ -322,6 +330,16 @@ const (
 	debtUnknown      // a password was sent and no answer recorded: it may be live
 )
 
+// unsettled reports whether the journal holds an intent for the user with no
+// outcome, or a failed one: an earlier run may have begun creating the account.
+func (r *Runner) unsettled(localpart string) bool {
+	if r.Journal == nil || localpart == "" {
+		return false
+	}
+	e, ok := r.Journal.Lookup(localpart)
+	return ok && (!e.Done || e.Status == journal.StatusFailed)
+}
+
 func owes(e journal.Entry) debt {
 	switch {
 	case e.Password == "":
@@ -441,6 +459,12 @@ func (r *Runner) passwordLive(stopCtx, reqCtx context.Context, localpart, passwo
 // joins it to its rooms.
 func (r *Runner) createChange(stopCtx, reqCtx context.Context, c reconcile.Change, row report.Row) (report.Row, error) {
 	st := userState{}
+	if _, settles := r.Accounts.(selfSettling); settles && r.unsettled(c.User.Localpart) {
+		// Go on with the interrupted run's password: if that run set it, it is the
+		// one the account has.
+		e, _ := r.Journal.Lookup(c.User.Localpart)
+		st = userState{password: e.Password, journaled: e.Password != "", again: true, maybeLanded: true, resumed: true}
+	}
 	out, err := r.createAccount(stopCtx, reqCtx, c.User, &st)
 	if err != nil {
 		row.Status = out.status

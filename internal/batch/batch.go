@@ -365,6 +365,7 @@ func (r *Runner) provision(stopCtx, reqCtx context.Context, u roster.User) (repo
 			default:
 				// An intent with no outcome, or a failure: the request may have
 				// reached the server. Resolve it with the same password.
+				st.resumed = true
 				if e.Password != "" {
 					st.password = e.Password
 					st.maybeLanded = true
@@ -389,6 +390,7 @@ type userState struct {
 	journaled   bool // the password is in the journal (an intent)
 	again       bool // ... from an earlier run, which may have handed it off already
 	maybeLanded bool // an earlier attempt (or run) may have created the account
+	resumed     bool // the journal holds an unsettled intent for this user (Requests.Resumed)
 	attempts    int
 }
 

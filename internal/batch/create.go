@@ -64,7 +64,8 @@ func (r *Runner) createAccount(stopCtx, reqCtx context.Context, u roster.User, s
 // create asks the account system to create the account, settling first whether an
 // earlier attempt already did.
 func (r *Runner) create(stopCtx, reqCtx context.Context, u roster.User, st *userState) (outcome, error) {
-	if st.maybeLanded && st.password != "" {
+	_, settles := r.Accounts.(selfSettling)
+	if st.maybeLanded && st.password != "" && !settles {
 		// Ask before acting: if the account exists and takes the journaled password,
 		// an earlier attempt created it.
 		if o, ok := r.checkLanded(stopCtx, reqCtx, u, st); ok {
@@ -72,7 +73,7 @@ func (r *Runner) create(stopCtx, reqCtx context.Context, u roster.User, st *user
 		}
 	}
 	call := &Call{Password: st.password}
-	rq := Requests{e: r.engine, stop: stopCtx, req: reqCtx, Call: call, intended: &st.journaled,
+	rq := Requests{e: r.engine, stop: stopCtx, req: reqCtx, Call: call, Resumed: st.resumed, intended: &st.journaled,
 		intent: func() error { return r.Journal.Intent(u.Localpart, r.userID(u.Localpart), st.password) }}
 	res, err := r.Accounts.Create(stopCtx, rq, u, r.userID(u.Localpart), st.password)
 	st.attempts += call.Attempts
@@ -99,7 +100,7 @@ func (r *Runner) create(stopCtx, reqCtx context.Context, u roster.User, st *user
 		return outcome{status: report.Failed, unknown: true, userID: r.userID(u.Localpart),
 			message: "the run stopped while this request was in flight: whether the account was created is unknown; the next run finds out"}, nil
 	case errors.Is(err, ErrExists):
-		if st.maybeLanded && st.password != "" {
+		if st.maybeLanded && st.password != "" && !settles {
 			if o, ok := r.checkLanded(stopCtx, reqCtx, u, st); ok {
 				return o, nil
 			}
@@ -108,6 +109,13 @@ func (r *Runner) create(stopCtx, reqCtx context.Context, u roster.User, st *user
 	}
 	return failedOutcome(err, ""), nil
 }
+
+// selfSettling is an account system whose Create settles by itself whether an
+// earlier attempt made the account (see Requests.Resumed). Creating an account
+// there takes several requests (MAS: the user, its upstream link, email, admin flag,
+// password), so a login cannot tell how far an interrupted attempt got: a password
+// that does not work yet may only be one the attempt never got to set.
+type selfSettling interface{ settlesResume() }
 
 // ssoOnly reports a user who logs in only through single sign-on: no password is
 // generated, set or handed off.

@@ -66,6 +66,9 @@ type Options struct {
 	// rooms map, as it names them (IDs or aliases). A room not listed here is never
 	// left, whatever the roster says.
 	ManagedRooms []string
+	// NoDisplayName: the account system cannot read display names (MAS without
+	// Synapse's admin API), so Update neither compares nor changes them.
+	NoDisplayName bool
 }
 
 // Action is what a change does.
@@ -169,7 +172,11 @@ func Diff(u roster.User, userID, self string, acct Account, o Options) Change {
 		return c
 	}
 	if o.Update {
-		c.Fields, c.Put = fieldChanges(u, srv, userID == self)
+		cu := u
+		if o.NoDisplayName {
+			cu.DisplayName = ""
+		}
+		c.Fields, c.Put = fieldChanges(cu, srv, userID == self)
 		if userID == self && u.Admin != srv.Admin {
 			c.Note = "the admin token's own account: its admin flag is never changed"
 		}
@@ -196,9 +203,15 @@ func Diff(u roster.User, userID, self string, acct Account, o Options) Change {
 }
 
 // CreateBody is everything the roster says about a new account, with the marker.
+// A single sign-on user's external ID goes in the same list as the marker: Synapse's
+// PUT replaces the whole set, so two requests would leave only the second.
 func CreateBody(u roster.User, userID string) matrix.PutUser {
+	ids := []matrix.ExternalID{Marker(userID)}
+	if u.SSOSubject != "" {
+		ids = append(ids, matrix.ExternalID{AuthProvider: u.SSOProvider, ExternalID: u.SSOSubject})
+	}
 	p := matrix.PutUser{
-		ExternalIDs: &[]matrix.ExternalID{Marker(userID)},
+		ExternalIDs: &ids,
 		Admin:       ptr(u.Admin),
 	}
 	if u.DisplayName != "" {
