@@ -165,13 +165,10 @@ func managedRooms(cfg *config.Config) ([]string, error) {
 // smaller than --min-roster-ratio of the last completed run's, stops the run before
 // any change. The last count is kept per server in the state directory.
 
-// rosterCountPath is <state-dir>/<server-name>.roster-count.
+// rosterCountPath is beside the server's journal: <journal>.roster-count. The count
+// belongs to the same server and the same runs as the journal (--journal included).
 func rosterCountPath(cfg *config.Config, serverName string) string {
-	name := serverName
-	if name == "" {
-		name = hostOf(cfg.Homeserver)
-	}
-	return filepath.Join(cfg.StateDir, safeName(name)+".roster-count")
+	return journalPath(cfg, serverName) + ".roster-count"
 }
 
 // lastRosterCount is the count the last completed run recorded; 0 when there is none.
@@ -203,7 +200,10 @@ func checkRosterSize(cfg *config.Config, serverName string, users int) error {
 		return usage(fmt.Errorf("%w: it has %d users, fewer than --min-roster %d: nothing was changed", errRosterShrank, users, cfg.MinRoster),
 			"an empty or truncated roster would deactivate everyone; check the export or the directory search, or lower --min-roster if this is right")
 	}
-	if cfg.MinRosterRatio <= 0 {
+	// The comparison with the last run is the directory's guard (issue 15: an expired
+	// bind or a wrong base must never look like "everyone left"); a file roster has
+	// --max-deactivate, and a roster that an operator trims on purpose is common.
+	if cfg.MinRosterRatio <= 0 || !cfg.IsDirectory() {
 		return nil
 	}
 	path := rosterCountPath(cfg, serverName)

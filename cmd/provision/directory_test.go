@@ -243,7 +243,7 @@ func TestDirectoryRefusals(t *testing.T) {
 	if code, stderr := e.sync(1, dirFilter, "--deactivate-missing"); code != 0 {
 		t.Fatalf("first sync: exit %d:\n%s", code, stderr)
 	}
-	countFile := filepath.Join(e.path("state"), "example.org.roster-count")
+	countFile := e.path("provision.journal.roster-count") // beside the journal the runs use
 	if b, err := os.ReadFile(countFile); err != nil || strings.TrimSpace(string(b)) != "19" {
 		t.Fatalf("roster count after a completed run: %q, %v; want 19", b, err)
 	}

@@ -28,7 +28,22 @@ import (
 // TestMain lets the test binary run as the provision command in the scripts of
 // testdata/script: "exec provision ..." there runs main, in a process of its own.
 func TestMain(m *testing.M) {
-	testscript.Main(m, map[string]func(){"provision": func() { os.Exit(mainExit()) }})
+	testscript.Main(isolated{m}, map[string]func(){"provision": func() { os.Exit(mainExit()) }})
+}
+
+// isolated runs the tests with a throwaway state directory as the default: a test
+// that names none of its own (no --state-dir, --journal or XDG_STATE_HOME of its own)
+// must not write journals into the home of whoever runs the tests.
+type isolated struct{ m *testing.M }
+
+func (i isolated) Run() int {
+	dir, err := os.MkdirTemp("", "provision-test-state-")
+	if err != nil {
+		panic(err)
+	}
+	defer os.RemoveAll(dir)
+	os.Setenv("XDG_STATE_HOME", dir)
+	return i.m.Run()
 }
 
 // TestScripts runs the CLI end to end, as an operator would, from the scripts in

@@ -449,11 +449,14 @@ func passwordLive(stopCtx, reqCtx context.Context, e *Engine, s Sessions, localp
 	})
 	switch {
 	case err == nil:
-		ctx, cancel := context.WithTimeout(reqCtx, e.opts.RequestTimeout)
-		if lerr := s.Logout(ctx, sess.AccessToken); lerr != nil {
+		// Through the engine too: a logout that times out is retried, so that no
+		// session is left open on an account the run resolved. It is sent even when
+		// the run is being interrupted (stopCtx is not the one it waits on).
+		if lerr := e.Do(reqCtx, reqCtx, &Call{Password: sess.AccessToken}, func(ctx context.Context) error {
+			return s.Logout(ctx, sess.AccessToken)
+		}); lerr != nil {
 			log.Warn("could not log out the session opened to check an account", "user", localpart, "error", lerr.Error())
 		}
-		cancel()
 		return sess.UserID, true, true, nil
 	case errors.Is(err, ErrInterrupted):
 		return "", false, false, err
