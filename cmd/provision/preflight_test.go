@@ -123,6 +123,17 @@ func TestPreflightLocalProblemsSendNothing(t *testing.T) {
 			write(t, f.path("blocker"), "x")
 			f.opts["--handoff-dir"] = f.path("blocker/handoff")
 		}, "blocker"},
+		{"report is the credentials file", func(t *testing.T, f *preflightFixture) {
+			f.opts["--report"] = f.path("credentials.csv")
+			f.opts["--credentials"] = f.path("credentials.csv")
+		}, "are the same file"},
+		{"report is a link to the credentials file", func(t *testing.T, f *preflightFixture) {
+			write(t, f.path("credentials.age"), "an earlier run's passwords")
+			if err := os.Symlink(f.path("credentials.age"), f.path("report.csv")); err != nil {
+				t.Fatal(err)
+			}
+			f.opts["--report"] = f.path("report.csv")
+		}, "are the same file"},
 		{"recipient does not parse", func(t *testing.T, f *preflightFixture) {
 			f.opts["--recipient"] = "age1notakey"
 		}, "--recipient"},
