@@ -13,6 +13,7 @@ import (
 
 	"github.com/provision-matrix/provision/internal/config"
 	"github.com/provision-matrix/provision/internal/handoff"
+	"github.com/provision-matrix/provision/internal/pipeline"
 	"github.com/provision-matrix/provision/internal/report"
 	"github.com/provision-matrix/provision/internal/roster"
 )
@@ -102,7 +103,7 @@ func newCheckCmd(io streams) *cobra.Command {
 		if cfg.Roster == "-" && cfg.Format == "" {
 			return usage(errors.New("a roster read from standard input needs --format"), "add --format csv or --format yaml")
 		}
-		src, err := openRoster(cfg.Roster, cfg.Format, io.stdin)
+		src, err := pipeline.OpenRoster(cfg.Roster, cfg.Format, io.stdin)
 		if err != nil {
 			return explain(cfg, err)
 		}
@@ -113,10 +114,10 @@ func newCheckCmd(io streams) *cobra.Command {
 }
 
 // checkSource checks a roster file or a directory and, with list, prints its users.
-func checkSource(io streams, cfg *config.Config, src rosterSource, mapping *roster.Mapping, serverName string, list bool) error {
+func checkSource(io streams, cfg *config.Config, src pipeline.RosterSource, mapping *roster.Mapping, serverName string, list bool) error {
 	{
 		opts := roster.Options{
-			Format:         rosterFormat(cfg),
+			Format:         pipeline.RosterFormat(cfg),
 			ServerName:     serverName,
 			Columns:        mapping,
 			CheckRecipient: func(s string) error { _, err := handoff.ParseRecipient(s); return err },
@@ -158,8 +159,8 @@ func checkSource(io streams, cfg *config.Config, src rosterSource, mapping *rost
 			out = io.stderr
 		}
 		fmt.Fprintln(out, msg)
-		if d, ok := src.(*directorySource); ok {
-			fmt.Fprintln(io.stderr, d.summary())
+		if d, ok := src.(*pipeline.DirectorySource); ok {
+			fmt.Fprintln(io.stderr, d.Summary())
 		}
 		return nil
 	}
@@ -179,7 +180,7 @@ func checkDirectory(ctx context.Context, io streams, cfg *config.Config, url, pa
 	case os.Getenv(config.EnvLDAPPassword) != "" && cfg.LDAPBindDN != "":
 		cfg.LDAPPassword = config.Secret(os.Getenv(config.EnvLDAPPassword))
 	}
-	src, err := newDirectorySource(ctx, cfg)
+	src, err := pipeline.NewDirectorySource(ctx, cfg)
 	if err != nil {
 		return explain(cfg, err)
 	}

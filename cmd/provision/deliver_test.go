@@ -12,6 +12,7 @@ import (
 	"github.com/provision-matrix/provision/internal/handoff"
 	"github.com/provision-matrix/provision/internal/journal"
 	"github.com/provision-matrix/provision/internal/matrixtest"
+	"github.com/provision-matrix/provision/internal/pipeline"
 )
 
 // lastRecord returns the offset and kind of the last record of the journal at path,
@@ -89,7 +90,7 @@ func TestCrashBetweenRenameAndCheckpoint(t *testing.T) {
 
 	crashBeforeCheckpoint(t)
 	runOK("first run")
-	checkpointer = realCheckpointer
+	pipeline.Checkpointer = realCheckpointer
 	first := passwords()
 	if len(first) != users {
 		t.Fatalf("first run handed off %d users, want %d", len(first), users)
@@ -135,14 +136,14 @@ func TestCrashBetweenRenameAndCheckpoint(t *testing.T) {
 	}
 }
 
-var realCheckpointer = checkpointer
+var realCheckpointer = pipeline.Checkpointer
 
 // crashBeforeCheckpoint makes the next run stop, as a crash would, after its
 // credentials file is in place and before its journal checkpoint: the journal then
 // still owes every password of the run.
 func crashBeforeCheckpoint(t *testing.T) {
-	checkpointer = func(*journal.Journal) handoff.Checkpointer { return crashed{} }
-	t.Cleanup(func() { checkpointer = realCheckpointer })
+	pipeline.Checkpointer = func(*journal.Journal) handoff.Checkpointer { return crashed{} }
+	t.Cleanup(func() { pipeline.Checkpointer = realCheckpointer })
 }
 
 type crashed struct{}
@@ -167,7 +168,7 @@ func TestRecoverAfterCrashBeforeCheckpoint(t *testing.T) {
 	if code, _, stderr := runCLI(t, nil, run...); code != ExitOK {
 		t.Fatalf("first run: exit %d\n%s", code, stderr)
 	}
-	checkpointer = realCheckpointer
+	pipeline.Checkpointer = realCheckpointer
 	if err := os.Remove(filepath.Join(dir, "c.age")); err != nil {
 		t.Fatal(err)
 	}

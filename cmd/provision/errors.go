@@ -15,6 +15,7 @@ import (
 	"github.com/provision-matrix/provision/internal/journal"
 	"github.com/provision-matrix/provision/internal/mas"
 	"github.com/provision-matrix/provision/internal/matrix"
+	"github.com/provision-matrix/provision/internal/pipeline"
 	"github.com/provision-matrix/provision/internal/reconcile"
 	"github.com/provision-matrix/provision/internal/roster"
 )
@@ -126,8 +127,33 @@ func explain(cfg *config.Config, err error) error {
 		ex *batch.ExhaustedError
 		wt *batch.WaitTooLongError
 		de *directory.Error
+		se *pipeline.StopError
+		rs *pipeline.RosterSizeError
+		pe *pipeline.ProviderError
 	)
 	switch {
+	// The pipeline's own errors first: their kind decides, whatever they wrap.
+	case errors.As(err, &se):
+		return failed(err, stopHint(se))
+	case errors.As(err, &rs):
+		if rs.Min > 0 {
+			return usage(err, "an empty or truncated roster would deactivate everyone; check the export or the directory search, or lower --min-roster if this is right")
+		}
+		return usage(err, fmt.Sprintf("a search with the wrong base or filter, or an expired account, looks like this; check it with provision plan.\n"+
+			"        If so many people really left, run once with --min-roster-ratio 0 (the count in %s is then updated)", rs.Path))
+	case errors.As(err, &pe):
+		if len(pe.Known) == 0 {
+			return usage(err, "MAS has no upstream provider: configure one under upstream_oauth2.providers in MAS's config")
+		}
+		return usage(err, "sso_provider (or --sso-provider) takes a provider's ID or its human name; MAS has: "+strings.Join(pe.Known, ", "))
+	case errors.Is(err, pipeline.ErrInvalid):
+		return usage(err, "")
+	case errors.Is(err, pipeline.ErrUnreachable):
+		return failed(err, "check --homeserver: it is the URL clients use (the one in Element's login screen), e.g. https://matrix.example.org")
+	case errors.Is(err, pipeline.ErrMASUnreachable):
+		return failed(err, "--mas is MAS's base URL (the listener with the oauth and adminapi resources), e.g. https://auth.example.org; see docs/mas.md")
+	case errors.As(err, new(*pipeline.Error)):
+		return usage(err, kindHints[kindOf(err)])
 	case errors.As(err, &re):
 		n := re.Total
 		return &cliError{code: ExitUsage, err: fmt.Errorf("the roster has %d problem%s; nothing was sent to the server:\n%s", n, plural(n), re.Error())}
@@ -168,7 +194,7 @@ func explain(cfg *config.Config, err error) error {
 			"use the access token of a server admin (e.g. one created with register_new_matrix_user --admin)")
 	case errors.Is(err, matrix.ErrSharedSecretMismatch):
 		return usage(err, fmt.Sprintf("the secret from %s is not the one in the server's config (registration_shared_secret)", cfg.SharedSecretSource))
-	case errors.Is(err, errDelegated):
+	case errors.Is(err, pipeline.ErrDelegated):
 		return usage(fmt.Errorf("%w: nothing was sent", err),
 			"accounts on this server live in MAS: provision them through MAS's admin API with\n"+
 				"        --mas URL (MAS's base URL, often the issuer above) --mas-client-id ID --mas-client-secret-file FILE;\n"+
@@ -191,6 +217,56 @@ func explain(cfg *config.Config, err error) error {
 		return usage(err, "move it away, or choose another path")
 	}
 	return failed(err, "")
+}
+
+// kindHints is the advice for each kind of pipeline.Error that is a usage error (exit 2).
+var kindHints = map[error]string{
+	pipeline.ErrRosterUnreadable: "name a .csv or .yaml file",
+	pipeline.ErrNoRecipient: "make a key with `age-keygen -o key.txt` and pass its public key (age1...) with --recipient,\n" +
+		"        or pass an SSH public key (--recipient \"$(cat ~/.ssh/id_ed25519.pub)\"),\n" +
+		"        or, if you must, --plaintext-credentials (the file is then readable by anyone who can read it, mode 0600)",
+	pipeline.ErrSameFile:          "give each output a file of its own: a report written over the credentials would destroy every password in them",
+	pipeline.ErrNotWritable:       "create the directory or make it writable, or choose another path",
+	pipeline.ErrStateDir:          "choose another place with --state-dir, or name the journal with --journal",
+	pipeline.ErrHandoffDir:        "choose another directory for the users' welcome files",
+	pipeline.ErrNoServerName:      "pass --server-name",
+	pipeline.ErrJournalKeyDamaged: "restore it from a backup of the state directory",
+	pipeline.ErrRosterCount:       "it is provision's record of the last roster size: delete it (the next completed run writes it again)",
+	pipeline.ErrUserIDTooLong:     "shorten the attribute the localpart comes from, or map another one with --ldap-map",
+	pipeline.ErrResetWithMAS:      "reset a password in MAS itself (mas-cli manage set-password USER PASSWORD), or drop --reset-passwords",
+	pipeline.ErrRoomsNeedAdmin: "give provision a Synapse admin's access token with --admin-token-file FILE (on a server that delegates to MAS, one made with\n" +
+		"        mas-cli manage issue-compatibility-token ADMIN-USER --yes-i-want-to-grant-synapse-admin-privileges), or remove the rooms column",
+	pipeline.ErrMASClient:     "see docs/mas.md for the client ID and secret MAS needs",
+	pipeline.ErrMASServerName: "drop --server-name, or point --mas at this server's MAS",
+	pipeline.ErrMASPasswords:  "people log in through an upstream provider here: give every roster user an sso_provider and sso_subject (or --sso-provider), see docs/migrating.md",
+	pipeline.ErrNoJournal:     "name the journal with --journal FILE, or the state directory the runs used with --state-dir",
+	pipeline.ErrManyJournals:  "name the server with --server-name (the part after ':' in its user IDs), or the journal with --journal",
+}
+
+// kindOf is the kind of the outermost pipeline.Error in err.
+func kindOf(err error) error {
+	var pe *pipeline.Error
+	if errors.As(err, &pe) {
+		return pe.Kind
+	}
+	return nil
+}
+
+// stopHint is the advice for a run that stopped after it started.
+func stopHint(se *pipeline.StopError) string {
+	switch se.Kind {
+	case pipeline.StopTimeout:
+		return "run the same command again to finish; it resumes from the journal"
+	case pipeline.StopPlanTimeout:
+		return "raise --timeout, or lower --concurrency if the server is struggling"
+	case pipeline.StopPlanFailed:
+		return "run the same command again later; if it keeps failing, see the server's log"
+	case pipeline.StopFailed:
+		return "nothing is lost: every password sent is in the journal " + se.Journal + "; fix the cause and run the same command again"
+	case pipeline.StopJoins:
+		return "the admin must be in a room (with the power to invite, if it is not public) to join others to it; fix that and run again with --update to retry the joins"
+	}
+	return ""
 }
 
 // directoryError explains a directory that could not be read: the search is all or

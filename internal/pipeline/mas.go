@@ -1,4 +1,4 @@
-package main
+package pipeline
 
 import (
 	"context"
@@ -78,17 +78,14 @@ func (m *masMode) preflight(ctx context.Context, e *batch.Engine, c *matrix.Clie
 		// Which accounts provision created is the journal's "created": a reset would
 		// record an existing account the same way, and --deactivate-missing could
 		// then take it for one of provision's.
-		return info, usage(errors.New("--reset-passwords is not available with --mas: nothing was sent"),
-			"reset a password in MAS itself (mas-cli manage set-password USER PASSWORD), or drop --reset-passwords")
+		return info, kind(ErrResetWithMAS, errors.New("--reset-passwords is not available with --mas: nothing was sent"))
 	}
 	needs, err := m.rosterNeeds()
 	if err != nil {
 		return info, err
 	}
 	if needs.rooms > 0 && cfg.AdminToken == nil {
-		return info, usage(fmt.Errorf("%d roster user%s %s rooms, and with --mas provision joins rooms only through Synapse's admin API: nothing was sent", needs.rooms, plural(needs.rooms), hasHave(needs.rooms)),
-			"give provision a Synapse admin's access token with --admin-token-file FILE (on a server that delegates to MAS, one made with\n"+
-				"        mas-cli manage issue-compatibility-token ADMIN-USER --yes-i-want-to-grant-synapse-admin-privileges), or remove the rooms column")
+		return info, kind(ErrRoomsNeedAdmin, fmt.Errorf("%d roster user%s %s rooms, and with --mas provision joins rooms only through Synapse's admin API: nothing was sent", needs.rooms, plural(needs.rooms), hasHave(needs.rooms)))
 	}
 
 	hc, err := matrix.NewHTTPClient(matrix.HTTPOptions{CAFile: cfg.CAFile, Conns: cfg.Concurrency, RequestTimeout: cfg.RequestTimeout})
@@ -97,7 +94,7 @@ func (m *masMode) preflight(ctx context.Context, e *batch.Engine, c *matrix.Clie
 	}
 	client, err := mas.NewClient(cfg.MAS, hc, cfg.MASClientID, cfg.MASClientSecret, nil)
 	if err != nil {
-		return info, usage(fmt.Errorf("--mas: %w", err), "see docs/mas.md for the client ID and secret MAS needs")
+		return info, kind(ErrMASClient, fmt.Errorf("--mas: %w", err))
 	}
 
 	// The site config proves that the client gets an admin token and that the admin
@@ -112,23 +109,22 @@ func (m *masMode) preflight(ctx context.Context, e *batch.Engine, c *matrix.Clie
 			return info, err
 		}
 		if matrix.Unreachable(err) {
-			return info, failed(fmt.Errorf("nothing answers at --mas %s: %w", cfg.MAS, err), "--mas is MAS's base URL (the listener with the oauth and adminapi resources), e.g. https://auth.example.org; see docs/mas.md")
+			return info, kind(ErrMASUnreachable, fmt.Errorf("nothing answers at --mas %s: %w", cfg.MAS, err))
 		}
 		return info, err
 	}
 	info.serverName = site.ServerName
 	if cfg.ServerName != "" && site.ServerName != "" && cfg.ServerName != site.ServerName {
-		return info, usage(fmt.Errorf("--server-name %s, but MAS serves %s: nothing was sent", cfg.ServerName, site.ServerName), "drop --server-name, or point --mas at this server's MAS")
+		return info, kind(ErrMASServerName, fmt.Errorf("--server-name %s, but MAS serves %s: nothing was sent", cfg.ServerName, site.ServerName))
 	}
 	if info.serverName == "" {
 		info.serverName = cfg.ServerName
 	}
 	if info.serverName == "" {
-		return info, usage(errors.New("MAS did not say which server name it serves"), "pass --server-name")
+		return info, kind(ErrNoServerName, errors.New("MAS did not say which server name it serves"))
 	}
 	if !site.PasswordLoginEnabled && needs.passwords > 0 {
-		return info, usage(fmt.Errorf("%w, and %d roster user%s would get a password: nothing was sent", mas.ErrPasswordsDisabled, needs.passwords, plural(needs.passwords)),
-			"people log in through an upstream provider here: give every roster user an sso_provider and sso_subject (or --sso-provider), see docs/migrating.md")
+		return info, kind(ErrMASPasswords, fmt.Errorf("%w, and %d roster user%s would get a password: nothing was sent", mas.ErrPasswordsDisabled, needs.passwords, plural(needs.passwords)))
 	}
 	info.policy = masPolicy(site)
 
@@ -225,11 +221,7 @@ func (m *masMode) resolveProviders(ctx context.Context, e *batch.Engine, client 
 		}
 		known = append(known, s)
 	}
-	hint := "MAS has no upstream provider: configure one under upstream_oauth2.providers in MAS's config"
-	if len(known) > 0 {
-		hint = "sso_provider (or --sso-provider) takes a provider's ID or its human name; MAS has: " + strings.Join(known, ", ")
-	}
-	return nil, usage(fmt.Errorf("%s: nothing was sent", strings.Join(problems, "; ")), hint)
+	return nil, &ProviderError{Problems: problems, Known: known}
 }
 
 func (m *masMode) accounts() batch.Accounts { return m.api }

@@ -1,4 +1,4 @@
-package main
+package pipeline
 
 import (
 	"context"
@@ -44,10 +44,6 @@ type serverInfo struct {
 	policy     *password.Policy // the server's published password policy, if any
 }
 
-// errDelegated: the homeserver delegates logins to the Matrix Authentication Service,
-// and neither the shared secret nor Synapse's admin API can create accounts there.
-var errDelegated = errors.New("the homeserver's logins are handled by the Matrix Authentication Service")
-
 func newMode(cfg *config.Config, log *slog.Logger) (mode, error) {
 	if cfg.Mode() == config.ModeMAS {
 		return &masMode{cfg: cfg, log: log}, nil
@@ -81,7 +77,7 @@ func (m *secretMode) preflight(ctx context.Context, e *batch.Engine, c *matrix.C
 	}); err != nil {
 		if errors.Is(err, matrix.ErrNoSharedSecretEndpoint) {
 			if issuer, delegated := delegation(ctx, e, c); delegated {
-				return info, fmt.Errorf("%w (%s): the shared-secret endpoint is off", errDelegated, issuer)
+				return info, fmt.Errorf("%w (%s): the shared-secret endpoint is off", ErrDelegated, issuer)
 			}
 		}
 		return info, err
@@ -125,13 +121,13 @@ func (m *adminMode) preflight(ctx context.Context, e *batch.Engine, c *matrix.Cl
 	// Under MAS, Synapse's admin API is still there, but it no longer sets
 	// passwords: find that out before the first user, not on every user's row.
 	if issuer, delegated := delegation(ctx, e, c); delegated {
-		return info, fmt.Errorf("%w (%s)", errDelegated, issuer)
+		return info, fmt.Errorf("%w (%s)", ErrDelegated, issuer)
 	}
 	m.admin = c.Admin(m.cfg.AdminToken)
 	if err := e.Do(ctx, ctx, &batch.Call{}, m.admin.Probe); err != nil {
 		if errors.Is(err, matrix.ErrNoAdminAPI) {
 			if issuer, delegated := delegation(ctx, e, c); delegated {
-				return info, fmt.Errorf("%w (%s)", errDelegated, issuer)
+				return info, fmt.Errorf("%w (%s)", ErrDelegated, issuer)
 			}
 		}
 		return info, err
@@ -148,7 +144,7 @@ func (m *adminMode) preflight(ctx context.Context, e *batch.Engine, c *matrix.Cl
 		info.serverName = sn
 	}
 	if info.serverName == "" {
-		return info, usage(fmt.Errorf("cannot tell the server name from the admin token's user %q", info.self), "pass --server-name")
+		return info, kind(ErrNoServerName, fmt.Errorf("cannot tell the server name from the admin token's user %q", info.self))
 	}
 	info.policy = serverPolicy(ctx, e, c, m.log)
 	return info, nil
@@ -172,8 +168,7 @@ func reachable(ctx context.Context, e *batch.Engine, c *matrix.Client, cfg *conf
 		if errors.Is(err, batch.ErrInterrupted) {
 			return err
 		}
-		return failed(fmt.Errorf("no Matrix homeserver answers at %s: %w", cfg.Homeserver, err),
-			"check --homeserver: it is the URL clients use (the one in Element's login screen), e.g. https://matrix.example.org")
+		return kind(ErrUnreachable, fmt.Errorf("no Matrix homeserver answers at %s: %w", cfg.Homeserver, err))
 	}
 	return nil
 }
@@ -299,9 +294,9 @@ func keyFile(path string) ([32]byte, error) {
 		copy(key[:], b)
 		return key, nil
 	case err == nil:
-		return key, usage(fmt.Errorf("the journal key %s is damaged (%d bytes, want %d)", path, len(b), len(key)), "restore it from a backup of the state directory")
+		return key, kind(ErrJournalKeyDamaged, fmt.Errorf("the journal key %s is damaged (%d bytes, want %d)", path, len(b), len(key)))
 	case !errors.Is(err, fs.ErrNotExist):
-		return key, usage(fmt.Errorf("the journal key %s cannot be read: %w", path, err), "")
+		return key, kind(ErrInvalid, fmt.Errorf("the journal key %s cannot be read: %w", path, err))
 	}
 	rand.Read(key[:])
 	if err := safefile.WriteFile(path, key[:], false); err != nil {

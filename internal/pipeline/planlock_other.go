@@ -1,6 +1,6 @@
 //go:build !(linux || darwin || freebsd || netbsd || openbsd || dragonfly)
 
-package main
+package pipeline
 
 // journalBusy cannot tell without flock: a plan then runs regardless.
 func journalBusy(path string) (bool, error) { return false, nil }

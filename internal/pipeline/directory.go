@@ -1,4 +1,4 @@
-package main
+package pipeline
 
 import (
 	"context"
@@ -16,11 +16,11 @@ import (
 	"github.com/provision-matrix/provision/internal/safefile"
 )
 
-// rosterSource is where the pipeline's people come from: a roster file
-// (*roster.Source) or a directory (*directorySource). Check reads and validates all
+// RosterSource is where the pipeline's people come from: a roster file
+// (*roster.Source) or a directory (*DirectorySource). Check reads and validates all
 // of it and reports every problem; Each streams the users that Check validated, as
 // often as the run needs them.
-type rosterSource interface {
+type RosterSource interface {
 	Check(opts roster.Options) (roster.Stats, error)
 	Each(opts roster.Options, fn func(roster.User) error) error
 	Name() string
@@ -28,15 +28,15 @@ type rosterSource interface {
 }
 
 var (
-	_ rosterSource = (*roster.Source)(nil)
-	_ rosterSource = (*directorySource)(nil)
+	_ RosterSource = (*roster.Source)(nil)
+	_ RosterSource = (*DirectorySource)(nil)
 )
 
-// directorySource is the roster read from LDAP or Active Directory. The directory is
+// DirectorySource is the roster read from LDAP or Active Directory. The directory is
 // searched once, by the first Check: a second search could answer differently from
 // the one validated, so the run replays the validated people (kept by the directory
 // package in an unlinked 0600 file) instead.
-type directorySource struct {
+type DirectorySource struct {
 	ctx   context.Context
 	cfg   directory.Config
 	res   *directory.Result
@@ -44,18 +44,18 @@ type directorySource struct {
 	name  string
 }
 
-// newDirectorySource turns the configuration into a directory.Config, checking what
+// NewDirectorySource turns the configuration into a directory.Config, checking what
 // can be checked without connecting.
-func newDirectorySource(ctx context.Context, cfg *config.Config) (*directorySource, error) {
+func NewDirectorySource(ctx context.Context, cfg *config.Config) (*DirectorySource, error) {
 	q, err := directory.NewQuery(cfg.LDAPURL, cfg.LDAPBase, cfg.LDAPScope, cfg.LDAPFilter)
 	if err != nil {
-		return nil, usage(fmt.Errorf("the directory: %w", err), "")
+		return nil, kind(ErrInvalid, fmt.Errorf("the directory: %w", err))
 	}
 	m, err := directory.ParseMapping(cfg.LDAPMap)
 	if err != nil {
-		return nil, usage(fmt.Errorf("--ldap-map: %w", err), "")
+		return nil, kind(ErrInvalid, fmt.Errorf("--ldap-map: %w", err))
 	}
-	d := &directorySource{ctx: ctx, name: q.String()}
+	d := &DirectorySource{ctx: ctx, name: q.String()}
 	d.cfg = directory.Config{
 		Query:        q,
 		BindDN:       cfg.LDAPBindDN,
@@ -67,7 +67,7 @@ func newDirectorySource(ctx context.Context, cfg *config.Config) (*directorySour
 	}
 	if cfg.RoomsMap != "" {
 		if d.cfg.Rooms, err = directory.LoadRoomsMap(cfg.RoomsMap); err != nil {
-			return nil, usage(fmt.Errorf("--rooms-map: %w", err), "")
+			return nil, kind(ErrInvalid, fmt.Errorf("--rooms-map: %w", err))
 		}
 	}
 	if err := d.cfg.Validate(); err != nil {
@@ -75,17 +75,17 @@ func newDirectorySource(ctx context.Context, cfg *config.Config) (*directorySour
 		if errors.As(err, &de) {
 			return nil, err // explained in errors.go
 		}
-		return nil, usage(fmt.Errorf("the directory: %w", err), "")
+		return nil, kind(ErrInvalid, fmt.Errorf("the directory: %w", err))
 	}
 	return d, nil
 }
 
 // Name names the search (server, base, scope, filter), never the password.
-func (d *directorySource) Name() string { return d.name }
+func (d *DirectorySource) Name() string { return d.name }
 
 // Check searches the directory the first time; later calls (once the server's name
 // and policy are known) check the people already read against the new options.
-func (d *directorySource) Check(opts roster.Options) (roster.Stats, error) {
+func (d *DirectorySource) Check(opts roster.Options) (roster.Stats, error) {
 	if d.res == nil {
 		dc := d.cfg
 		opts.Columns = nil
@@ -108,14 +108,14 @@ func (d *directorySource) Check(opts roster.Options) (roster.Stats, error) {
 			return nil
 		})
 		if len(long) > 0 {
-			return roster.Stats{}, usage(errors.New(strings.Join(long, "\n")), "shorten the attribute the localpart comes from, or map another one with --ldap-map")
+			return roster.Stats{}, kind(ErrUserIDTooLong, errors.New(strings.Join(long, "\n")))
 		}
 	}
 	return roster.Stats{Users: d.stats.Users, Lowercased: d.stats.Lowercased}, nil
 }
 
 // Each replays the people the search found and Check validated.
-func (d *directorySource) Each(_ roster.Options, fn func(roster.User) error) error {
+func (d *DirectorySource) Each(_ roster.Options, fn func(roster.User) error) error {
 	if d.res == nil {
 		return errors.New("the directory was not read")
 	}
@@ -123,15 +123,15 @@ func (d *directorySource) Each(_ roster.Options, fn func(roster.User) error) err
 }
 
 // Close removes the people kept for the run.
-func (d *directorySource) Close() error {
+func (d *DirectorySource) Close() error {
 	if d.res == nil {
 		return nil
 	}
 	return d.res.Close()
 }
 
-// directoryStats says what the search found, for the operator.
-func (d *directorySource) summary() string {
+// Summary says what the search found, for the operator.
+func (d *DirectorySource) Summary() string {
 	s := d.stats
 	msg := fmt.Sprintf("directory %s: %d entries, %d users", d.name, s.Entries, s.Users)
 	if s.Disabled > 0 {
@@ -154,7 +154,7 @@ func managedRooms(cfg *config.Config) ([]string, error) {
 	}
 	m, err := directory.LoadRoomsMap(cfg.RoomsMap)
 	if err != nil {
-		return nil, usage(fmt.Errorf("--rooms-map: %w", err), "")
+		return nil, kind(ErrInvalid, fmt.Errorf("--rooms-map: %w", err))
 	}
 	return m.AllRooms(), nil
 }
@@ -182,14 +182,10 @@ func lastRosterCount(path string) (int, error) {
 	}
 	n, err := strconv.Atoi(strings.TrimSpace(string(b)))
 	if err != nil || n < 0 {
-		return 0, usage(fmt.Errorf("%s does not hold a number of users", path),
-			"it is provision's record of the last roster size: delete it (the next completed run writes it again)")
+		return 0, kind(ErrRosterCount, fmt.Errorf("%s does not hold a number of users", path))
 	}
 	return n, nil
 }
-
-// errRosterShrank: the roster is too small to trust for deactivations.
-var errRosterShrank = errors.New("the roster is too small to deactivate anyone")
 
 // checkRosterSize refuses deactivations from a roster that is suspiciously small.
 func checkRosterSize(cfg *config.Config, serverName string, users int) error {
@@ -197,8 +193,7 @@ func checkRosterSize(cfg *config.Config, serverName string, users int) error {
 		return nil
 	}
 	if cfg.MinRoster > 0 && users < cfg.MinRoster {
-		return usage(fmt.Errorf("%w: it has %d users, fewer than --min-roster %d: nothing was changed", errRosterShrank, users, cfg.MinRoster),
-			"an empty or truncated roster would deactivate everyone; check the export or the directory search, or lower --min-roster if this is right")
+		return &RosterSizeError{Users: users, Min: cfg.MinRoster}
 	}
 	// The comparison with the last run is the directory's guard (issue 15: an expired
 	// bind or a wrong base must never look like "everyone left"); a file roster has
@@ -212,10 +207,7 @@ func checkRosterSize(cfg *config.Config, serverName string, users int) error {
 		return err
 	}
 	if float64(users) < cfg.MinRosterRatio*float64(last) {
-		return usage(fmt.Errorf("%w: it has %d users, and the last completed run had %d (below --min-roster-ratio %g): nothing was changed",
-			errRosterShrank, users, last, cfg.MinRosterRatio),
-			fmt.Sprintf("a search with the wrong base or filter, or an expired account, looks like this; check it with provision plan.\n"+
-				"        If so many people really left, run once with --min-roster-ratio 0 (the count in %s is then updated)", path))
+		return &RosterSizeError{Users: users, Last: last, Ratio: cfg.MinRosterRatio, Path: path}
 	}
 	return nil
 }
