@@ -12,8 +12,11 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"filippo.io/age"
+	"github.com/provision-matrix/provision/internal/dendritetest"
+	"github.com/provision-matrix/provision/internal/matrix"
 	"github.com/provision-matrix/provision/internal/matrixtest"
 )
 
@@ -214,5 +217,82 @@ func TestOperatorPaths(t *testing.T) {
 	if _, err := os.Stat(e.path("recovered.age")); err == nil {
 		rows := decryptCredentials(t, e.path("recovered.age"), e.path("operator-key.txt"), e.id)
 		t.Logf("recover wrote %d passwords", len(rows))
+	}
+}
+
+// TestOperatorPathsDendrite walks the operator's ordinary paths against the real
+// homeserver: Ctrl-C in the middle of a run, the same command again (its credentials
+// file exists: the new passwords go beside it), a rerun under another report name,
+// --force. At the end every age file is decrypted: every roster user exactly once,
+// and every password logs in on Dendrite.
+func TestOperatorPathsDendrite(t *testing.T) {
+	srv := dendritetest.StartForTest(t)
+	dir, state := t.TempDir(), t.TempDir()
+	id, keyFile := newIdentity(t, dir)
+	text, users := rosterOf(40)
+	write(t, filepath.Join(dir, "team.csv"), text)
+	base := []string{"--homeserver", srv.URL, "--shared-secret-file", srv.SharedSecretFile,
+		"--recipient", id.Recipient().String(), "--state-dir", state, "--concurrency", "2", "--rate", "0",
+		"--credentials", filepath.Join(dir, "creds.age")}
+	run1 := func(ctx context.Context, extra ...string) (int, string) {
+		t.Helper()
+		var stdout, stderr bytes.Buffer
+		args := append(append(append([]string{}, base...), extra...), filepath.Join(dir, "team.csv"))
+		err := run(ctx, args, strings.NewReader(""), &stdout, &stderr)
+		return exitCode(err, &stderr), stderr.String()
+	}
+	client, err := matrix.NewClient(srv.URL, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// 1. Ctrl-C once the tenth user exists.
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		defer cancel()
+		for ctx.Err() == nil {
+			if av, err := client.UsernameAvailable(ctx, users[9]); err == nil && av == matrix.Taken {
+				return
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}()
+	if code, stderr := run1(ctx, "--report", filepath.Join(dir, "r1.csv")); code != ExitInterrupted && code != ExitOK {
+		t.Fatalf("interrupted run: exit %d:\n%s", code, stderr)
+	}
+	cancel()
+	// 2. The same command again, 3. another report name, 4. --force.
+	for i, extra := range [][]string{{"--report", filepath.Join(dir, "r1.csv")}, {"--report", filepath.Join(dir, "r2.csv")}, {"--report", filepath.Join(dir, "r1.csv"), "--force"}} {
+		if code, stderr := run1(context.Background(), extra...); code != ExitOK {
+			t.Fatalf("rerun %d %v: exit %d:\n%s", i+1, extra, code, stderr)
+		}
+	}
+
+	files, _ := filepath.Glob(filepath.Join(dir, "*.age"))
+	got := map[string]string{}
+	for _, f := range files {
+		for _, r := range decryptCredentials(t, f, keyFile, id) {
+			if _, dup := got[r[0]]; dup {
+				t.Errorf("%s is handed off twice (again in %s)", r[0], filepath.Base(f))
+			}
+			got[r[0]] = r[1]
+		}
+	}
+	if len(got) != len(users) {
+		t.Errorf("%d users handed off, want %d", len(got), len(users))
+	}
+	for _, u := range users {
+		userID := "@" + u + ":" + srv.ServerName
+		pw, ok := got[userID]
+		if !ok {
+			t.Errorf("%s: no password handed off", userID)
+			continue
+		}
+		tok, err := client.Login(context.Background(), userID, pw)
+		if err != nil {
+			t.Errorf("%s: the handed-off password does not log in: %v", userID, err)
+			continue
+		}
+		_ = client.Logout(context.Background(), tok)
 	}
 }
