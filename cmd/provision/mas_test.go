@@ -455,3 +455,57 @@ func keys(m map[string]string) []string {
 	slices.Sort(out)
 	return out
 }
+
+// TestMASRoomsThroughSynapse: with --mas and a Synapse admin token, the accounts are
+// made in MAS and joined to their rooms (and given their display names) through
+// Synapse's admin API, once MAS has provisioned them on the homeserver; --update
+// joins a room added later; a rerun changes nothing.
+func TestMASRoomsThroughSynapse(t *testing.T) {
+	const token = "syt_mas_rooms_admin_token"
+	var hs *matrixtest.Server
+	e := newMASEnv(t, mastest.Options{OnUserCreated: func(username string) {
+		// MAS provisions every account it creates on the homeserver (ProvisionUserJob).
+		hs.AddUser(matrixtest.FakeUser{Localpart: username}, "")
+	}}, matrixtest.Options{AdminToken: token})
+	hs = e.hs
+	hs.AddRoom("!general:example.org", "#general:example.org")
+	hs.AddRoom("!ops:example.org", "")
+	tokenFile := e.write("admin-token", token+"\n")
+	roster := e.write("team.csv", "localpart,displayname,rooms\nalice,Alice Martin,#general:example.org\nbob,Bob,\n")
+
+	args := append(e.args(1), "--admin-token-file", tokenFile, roster)
+	if code, _, stderr := e.provision(args...); code != 0 {
+		t.Fatalf("exit %d:\n%s", code, stderr)
+	}
+	if got := hs.Members("!general:example.org"); !slices.Contains(got, hs.UserID("alice")) || slices.Contains(got, hs.UserID("bob")) {
+		t.Errorf("#general members = %v, want alice only", got)
+	}
+	creds := e.credentials(1)
+	if !e.mas.CheckPassword("alice", creds["@alice:example.org"]) {
+		t.Error("alice's handed-off password does not log in")
+	}
+
+	// A display name changed in the roster reaches Synapse's profile with --update.
+	e.write("team.csv", "localpart,displayname,rooms\nalice,Alice M. Martin,#general:example.org\nbob,Bob,\n")
+	if code, _, stderr := e.provision(append(e.args(9), "--admin-token-file", tokenFile, "--update", roster)...); code != 0 {
+		t.Fatalf("--update: exit %d:\n%s", code, stderr)
+	}
+	if u, _ := hs.User("alice"); u.DisplayName != "Alice M. Martin" {
+		t.Errorf("alice's display name on Synapse = %q, want the roster's", u.DisplayName)
+	}
+
+	// Ops is added to bob's row: --update joins him; a second --update changes nothing.
+	e.write("team.csv", "localpart,displayname,rooms\nalice,Alice Martin,#general:example.org\nbob,Bob,!ops:example.org\n")
+	for n := 2; n <= 3; n++ {
+		args := append(e.args(n), "--admin-token-file", tokenFile, "--update", roster)
+		if code, _, stderr := e.provision(args...); code != 0 {
+			t.Fatalf("--update run %d: exit %d:\n%s", n, code, stderr)
+		}
+	}
+	if got := hs.Members("!ops:example.org"); !slices.Equal(got, []string{hs.UserID("bob")}) {
+		t.Errorf("ops members = %v, want bob", got)
+	}
+	if rep := readReport(t, e.path("report-3.csv")); rep["bob"][2] == "updated" || rep["alice"][2] == "updated" {
+		t.Errorf("the second --update changed something again: %v", rep)
+	}
+}

@@ -62,6 +62,11 @@ type Options struct {
 	// NoAdminAPI serves the token endpoint but not the admin API, like a
 	// listener without the adminapi resource.
 	NoAdminAPI bool
+	// OnUserCreated is called (outside the server's lock) for every user POST users
+	// creates: MAS then provisions the account on the homeserver
+	// (crates/tasks/src/matrix.rs, ProvisionUserJob), which a test can mirror by
+	// adding the user to a fake homeserver.
+	OnUserCreated func(username string)
 }
 
 // Provider is an upstream OAuth 2.0 provider.

@@ -333,6 +333,11 @@ func (s *Server) addUser(w http.ResponseWriter, r *http.Request) {
 	now := s.o.Clock().UTC()
 	u := &user{id: s.newID(), username: req.Username, createdAt: now}
 	s.users[u.id] = u
+	if hook := s.o.OnUserCreated; hook != nil {
+		s.mu.Unlock()
+		hook(u.username)
+		s.mu.Lock()
+	}
 	single(w, http.StatusCreated, "user", usersPath, u.id, u.attributes(), "")
 }
 
