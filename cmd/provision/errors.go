@@ -95,6 +95,24 @@ func redacted(err error, set *redact.Set) error {
 	return redactedError{err, set}
 }
 
+// configError is a configuration that could not be loaded: a config.Error is a
+// usage error (exit 2).
+func configError(err error) error {
+	if errors.As(err, new(*config.Error)) {
+		return usageError{err}
+	}
+	return err
+}
+
+// secretsOf is the set of cfg's secrets, to blank out of everything shown.
+func secretsOf(cfg *config.Config) *redact.Set {
+	secrets := &redact.Set{}
+	for _, s := range cfg.Secrets() {
+		secrets.Add(string(s))
+	}
+	return secrets
+}
+
 // codeOf is the exit code err ends the process with.
 func codeOf(err error) int {
 	if err == nil {

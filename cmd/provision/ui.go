@@ -287,10 +287,7 @@ func logFinalError(cfg *config.Config, stderr io.Writer, err error) error {
 	if err == nil || cfg.LogFormat != "json" || errors.As(err, &silent) {
 		return err
 	}
-	secrets := &redact.Set{}
-	for _, s := range cfg.Secrets() {
-		secrets.Add(string(s))
-	}
+	secrets := secretsOf(cfg)
 	log := slog.New(redact.NewHandler(slog.NewJSONHandler(stderr, nil), secrets))
 	code := codeOf(err)
 	// Errors end with their hint on a line of their own (see failure): a field here.
