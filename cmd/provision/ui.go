@@ -73,15 +73,9 @@ func newUI(cfg uiOptions, stderr io.Writer, secrets *redact.Set) *ui {
 	}
 	u.out = redact.NewWriter(stderr, secrets)
 	u.raw = stderr
+	// debug, info, warn or error (config checks it); info if unset.
 	level := slog.LevelInfo
-	switch cfg.LogLevel {
-	case "debug":
-		level = slog.LevelDebug
-	case "warn":
-		level = slog.LevelWarn
-	case "error":
-		level = slog.LevelError
-	}
+	_ = level.UnmarshalText([]byte(cfg.LogLevel))
 	if cfg.Quiet && level < slog.LevelWarn {
 		level = slog.LevelWarn
 	}
