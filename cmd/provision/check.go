@@ -2,11 +2,9 @@ package main
 
 import (
 	"context"
-	"encoding/csv"
 	"errors"
 	"fmt"
 	"os"
-	"strconv"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -14,7 +12,6 @@ import (
 	"github.com/provision-matrix/provision/internal/config"
 	"github.com/provision-matrix/provision/internal/handoff"
 	"github.com/provision-matrix/provision/internal/pipeline"
-	"github.com/provision-matrix/provision/internal/report"
 	"github.com/provision-matrix/provision/internal/roster"
 )
 
@@ -115,55 +112,45 @@ func newCheckCmd(io streams) *cobra.Command {
 
 // checkSource checks a roster file or a directory and, with list, prints its users.
 func checkSource(io streams, cfg *config.Config, src pipeline.RosterSource, mapping *roster.Mapping, serverName string, list bool) error {
-	{
-		opts := roster.Options{
-			Format:         pipeline.RosterFormat(cfg),
-			ServerName:     serverName,
-			Columns:        mapping,
-			CheckRecipient: func(s string) error { _, err := handoff.ParseRecipient(s); return err },
-		}
-		stats, err := src.Check(opts)
+	opts := roster.Options{
+		Format:         pipeline.RosterFormat(cfg),
+		ServerName:     serverName,
+		Columns:        mapping,
+		CheckRecipient: func(s string) error { _, err := handoff.ParseRecipient(s); return err },
+	}
+	stats, err := src.Check(opts)
+	if err != nil {
+		return explain(cfg, err)
+	}
+	if list {
+		lw := roster.NewListWriter(io.stdout)
+		err := src.Each(opts, lw.Write)
+		ferr := lw.Flush()
 		if err != nil {
 			return explain(cfg, err)
 		}
-		if list {
-			w := csv.NewWriter(io.stdout)
-			_ = w.Write([]string{"line", "localpart", "displayname", "email", "admin", "note"})
-			err := src.Each(opts, func(u roster.User) error {
-				note := ""
-				if u.Original != "" {
-					note = "from " + u.Original
-				}
-				return w.Write([]string{strconv.Itoa(u.Line), u.Localpart, report.EscapeCell(u.DisplayName),
-					report.EscapeCell(u.Email), strconv.FormatBool(u.Admin), report.EscapeCell(note)})
-			})
-			w.Flush()
-			if err != nil {
-				return explain(cfg, err)
-			}
-			if err := w.Error(); err != nil {
-				return err
-			}
+		if ferr != nil {
+			return ferr
 		}
-		name := src.Name()
-		if name == "-" {
-			name = "standard input"
-		}
-		msg := fmt.Sprintf("%s: %d user%s, no problems", name, stats.Users, plural(stats.Users))
-		if stats.Lowercased > 0 && mapping == nil {
-			msg += fmt.Sprintf(" (%d localpart%s with capitals will be lowercased)", stats.Lowercased, plural(stats.Lowercased))
-		}
-		// With --list, standard output is the CSV alone.
-		out := io.stdout
-		if list {
-			out = io.stderr
-		}
-		fmt.Fprintln(out, msg)
-		if d, ok := src.(*pipeline.DirectorySource); ok {
-			fmt.Fprintln(io.stderr, d.Summary())
-		}
-		return nil
 	}
+	name := src.Name()
+	if name == "-" {
+		name = "standard input"
+	}
+	msg := fmt.Sprintf("%s: %d user%s, no problems", name, stats.Users, plural(stats.Users))
+	if stats.Lowercased > 0 && mapping == nil {
+		msg += fmt.Sprintf(" (%d localpart%s with capitals will be lowercased)", stats.Lowercased, plural(stats.Lowercased))
+	}
+	// With --list, standard output is the CSV alone.
+	out := io.stdout
+	if list {
+		out = io.stderr
+	}
+	fmt.Fprintln(out, msg)
+	if d, ok := src.(*pipeline.DirectorySource); ok {
+		fmt.Fprintln(io.stderr, d.Summary())
+	}
+	return nil
 }
 
 // checkDirectory is check for a directory roster: one search, validated as a run

@@ -17,6 +17,7 @@ import (
 	"github.com/provision-matrix/provision/internal/matrix"
 	"github.com/provision-matrix/provision/internal/pipeline"
 	"github.com/provision-matrix/provision/internal/reconcile"
+	"github.com/provision-matrix/provision/internal/report"
 	"github.com/provision-matrix/provision/internal/roster"
 )
 
@@ -92,6 +93,24 @@ func redacted(err error, set *redact.Set) error {
 		return err
 	}
 	return redactedError{err, set}
+}
+
+// configError is a configuration that could not be loaded: a config.Error is a
+// usage error (exit 2).
+func configError(err error) error {
+	if errors.As(err, new(*config.Error)) {
+		return usageError{err}
+	}
+	return err
+}
+
+// secretsOf is the set of cfg's secrets, to blank out of everything shown.
+func secretsOf(cfg *config.Config) *redact.Set {
+	secrets := &redact.Set{}
+	for _, s := range cfg.Secrets() {
+		secrets.Add(string(s))
+	}
+	return secrets
 }
 
 // codeOf is the exit code err ends the process with.
@@ -295,6 +314,39 @@ func directoryError(de *directory.Error) error {
 	}
 	hint = strings.TrimSuffix(strings.TrimSuffix(hint, "; nothing was changed"), ", nothing was changed")
 	return &cliError{code: ExitUsage, err: fmt.Errorf("%s (%s): nothing was changed on the homeserver", what, msg), hint: hint}
+}
+
+// hint says what to do about a failed user, from the server's errcode and, where
+// one errcode covers several causes, its message.
+func hint(r report.Row) string {
+	msg := strings.ToLower(r.Error)
+	switch {
+	case strings.Contains(msg, "hmac incorrect"), strings.Contains(msg, "bad mac"):
+		return "the shared secret is not the server's registration_shared_secret: check the file you gave provision"
+	case strings.Contains(msg, "nonce"):
+		return "the server forgot the registration nonce (a restart, or Synapse workers that do not share it): run again; route /_synapse/admin to one process if it persists"
+	case strings.Contains(msg, "external id is already in use"):
+		return "another account is already bound to this person's single sign-on identity (sso_provider, sso_subject): find it in Synapse's admin API (GET /_synapse/admin/v1/auth_providers/PROVIDER/users/SUBJECT) and fix the roster or that account"
+	case r.Errcode == "" && strings.Contains(msg, "404"):
+		return "the shared-secret endpoint is missing: the server has no registration_shared_secret, or it delegates logins to Matrix Authentication Service (see docs/troubleshooting.md)"
+	}
+	return hintFor(r.Errcode)
+}
+
+// hintFor says what to do about a server's refusal, by errcode.
+func hintFor(errcode string) string {
+	hints := map[string]string{
+		matrix.ErrcodeUserInUse:       "the name belongs to another account: if it is not the same person, give this one another localpart",
+		matrix.ErrcodeInvalidUsername: "the server refused the name: use only a-z, 0-9 and . _ = - / +",
+		matrix.ErrcodeExclusive:       "the name is reserved by an application service (a bridge): choose another localpart",
+		matrix.ErrcodeWeakPassword:    "the password is too weak for the server: raise --password-length or fix the roster's password",
+		matrix.ErrcodeForbidden:       "the server refused: check that the shared secret is the one in its config",
+		matrix.ErrcodeLimitExceeded:   "the server kept rate-limiting: lower --rate or --concurrency and run again",
+		matrix.ErrcodeBadJSON:         "the server could not take the request; Dendrite answers this for a localpart that is too long: shorten it",
+		matrix.ErrcodeUnknown:         "see the server's log for the cause, then run again",
+		"":                            "a network or server error: run the same command again; done users are not touched",
+	}
+	return hints[errcode]
 }
 
 func plural(n int) string {

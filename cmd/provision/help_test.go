@@ -7,6 +7,8 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+
+	"github.com/provision-matrix/provision/internal/manpage"
 )
 
 // TestEveryCommandHasExamples: every --help shows how the command is used, and the
@@ -27,11 +29,11 @@ func TestEveryCommandHasExamples(t *testing.T) {
 		if c.Example == "" && !noExample[c.Name()] {
 			t.Errorf("provision %s --help has no examples", c.Name())
 		}
-		if c != root && !strings.Contains(man.String(), ".SS \"provision "+roffEscape(c.Name())) {
+		if c != root && !strings.Contains(man.String(), ".SS \"provision "+manpage.Escape(c.Name())) {
 			t.Errorf("the manual page lacks provision %s", c.Name())
 		}
 		c.LocalFlags().VisitAll(func(f *pflag.Flag) {
-			if f.Name != "help" && !strings.Contains(man.String(), `\fB\-\-`+roffEscape(f.Name)+`\fR`) {
+			if f.Name != "help" && !strings.Contains(man.String(), `\fB\-\-`+manpage.Escape(f.Name)+`\fR`) {
 				t.Errorf("the manual page lacks --%s of provision %s", f.Name, c.Name())
 			}
 		})

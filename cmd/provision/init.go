@@ -6,13 +6,11 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 
 	"github.com/spf13/cobra"
-	"github.com/spf13/pflag"
 
-	"github.com/provision-matrix/provision/internal/config"
+	"github.com/provision-matrix/provision/internal/templates"
 )
 
 const initLong = `Write a commented provision.yaml and two roster templates (roster.csv and
@@ -33,9 +31,6 @@ const initExample = `  # Start a new setup in ./onboarding
   provision check roster.csv
   provision --config provision.yaml --dry-run roster.csv`
 
-// initFiles are the files init writes, in order.
-var initFiles = []string{"provision.yaml", "roster.csv", "roster.yaml"}
-
 func newInitCmd(io streams) *cobra.Command {
 	return &cobra.Command{
 		Use:     "init [DIR]",
@@ -53,15 +48,10 @@ func newInitCmd(io streams) *cobra.Command {
 			if len(args) == 1 {
 				dir = args[0]
 			}
-			contents := map[string]string{
-				"provision.yaml": configTemplate(),
-				"roster.csv":     rosterCSVTemplate,
-				"roster.yaml":    rosterYAMLTemplate,
-			}
-			if err := writeNew(dir, initFiles, contents); err != nil {
+			if err := writeNew(dir, templates.Files, templates.Contents()); err != nil {
 				return err
 			}
-			fmt.Fprintf(io.stdout, "wrote %s in %s\n\n%s", strings.Join(initFiles, ", "), dir, nextSteps(dir))
+			fmt.Fprintf(io.stdout, "wrote %s in %s\n\n%s", strings.Join(templates.Files, ", "), dir, templates.NextSteps(dir))
 			return nil
 		},
 	}
@@ -114,116 +104,3 @@ func writeNew(dir string, names []string, contents map[string]string) error {
 	}
 	return nil
 }
-
-func nextSteps(dir string) string {
-	in := ""
-	if dir != "." {
-		in = "cd " + dir + " && "
-	}
-	return `Next:
-  1. Make your age key (apt install age):   ` + in + `age-keygen -o key.txt
-     and put the public key it prints (age1...) under "recipient:" in provision.yaml.
-  2. In provision.yaml, set homeserver and say where the registration shared secret
-     is: shared-secret-file, or synapse-config for Synapse.
-  3. Put your users in roster.csv (the two in it are examples), then:
-       provision check roster.csv
-       provision --config provision.yaml --dry-run roster.csv
-       provision --config provision.yaml roster.csv
-`
-}
-
-// configHead is the part of provision.yaml that needs the operator's attention.
-const configHead = `# provision.yaml — settings for: provision --config provision.yaml ROSTER
-#
-# Every key is a flag name (provision --help lists them). A flag on the command line,
-# or an environment variable PROVISION_<NAME> (PROVISION_RATE=5), wins over this file.
-# A misspelt key is an error, so a setting is never silently ignored.
-#
-# No secret belongs in this file: it points at the files that hold them.
-
-# The URL your users' clients use (the one Element shows at login).
-homeserver: http://localhost:8008
-
-# The registration shared secret, kept out of the command line. Uncomment one:
-#  - a file holding only the secret (mode 0600), the same as Dendrite's
-#    client_api.registration_shared_secret or Synapse's registration_shared_secret:
-# shared-secret-file: /etc/provision/registration-secret
-#  - or Synapse's own config files; registration_shared_secret(_path), server_name
-#    and the password policy are read from them (list NixOS's extraConfigFiles too):
-# synapse-config:
-#   - /etc/matrix-synapse/homeserver.yaml
-#  - or the environment: PROVISION_SHARED_SECRET (systemd LoadCredential, a secret store).
-
-# Who can read the generated passwords: age public keys (age-keygen -y key.txt prints
-# yours) or SSH public keys. The credentials file is encrypted to every one of them.
-# recipient:
-#   - age1...
-
-# The results report (no secrets in it): .csv or .json.
-report: report.csv
-
-`
-
-// configSkip are the flags configHead covers, or that cannot be set in the file.
-var configSkip = map[string]bool{
-	"config": true, "homeserver": true, "shared-secret-file": true, "synapse-config": true,
-	"recipient": true, "report": true, "help": true,
-}
-
-// configTemplate is provision.yaml: configHead, then every other setting, commented
-// out with its default. It is made from the flag definitions, so it lists every key
-// this version knows.
-func configTemplate() string {
-	var b strings.Builder
-	b.WriteString(configHead)
-	b.WriteString("# Everything else, with its default. Uncomment to change.\n")
-	fs := pflag.NewFlagSet("provision", pflag.ContinueOnError)
-	fs.SortFlags = false
-	config.RegisterFlags(fs)
-	fs.VisitAll(func(f *pflag.Flag) {
-		if configSkip[f.Name] {
-			return
-		}
-		_, usage := pflag.UnquoteUsage(f)
-		b.WriteString("\n# " + usage + "\n")
-		b.WriteString("# " + f.Name + ": " + yamlDefault(f) + "\n")
-	})
-	return b.String()
-}
-
-// yamlDefault writes a flag's default as a YAML value.
-func yamlDefault(f *pflag.Flag) string {
-	switch f.Value.Type() {
-	case "stringArray", "stringSlice":
-		return "[]"
-	case "string":
-		return strconv.Quote(f.DefValue)
-	}
-	return f.DefValue
-}
-
-const rosterCSVTemplate = `localpart,displayname,email,admin
-alice,Alice Example,alice@example.org,false
-bob,"Bob Example, Jr.",bob@example.org,no
-`
-
-const rosterYAMLTemplate = `# A roster in YAML: the same keys as the CSV columns. Use it or roster.csv.
-#
-#   localpart    required: a-z 0-9 . _ = - / + (capitals are lowercased)
-#   displayname  the name people see
-#   email        their address
-#   admin        true or false (default false)
-#   user_type    empty for a person; e.g. bot
-#   password     only to keep a password the person already has; empty = generate one
-#   rooms        room IDs (!id:server) or aliases (#alias:server) to join
-#   recipient    the person's own age or SSH public key: their password is then
-#                encrypted to them alone
-users:
-  - localpart: alice
-    displayname: Alice Example
-    email: alice@example.org
-  - localpart: bob
-    displayname: Bob Example, Jr.
-    email: bob@example.org
-    admin: false
-`

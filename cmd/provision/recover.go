@@ -1,7 +1,6 @@
 package main
 
 import (
-	"errors"
 	"io"
 	"os"
 	"strings"
@@ -53,30 +52,19 @@ func newRecoverCmd(io streams) *cobra.Command {
 	c.RunE = func(cmd *cobra.Command, args []string) error {
 		cfg, err := config.LoadWithoutRoster(cmd.Flags(), os.Getenv)
 		if err != nil {
-			var ce *config.Error
-			if errors.As(err, &ce) {
-				return usageError{err}
-			}
-			return err
+			return configError(err)
 		}
 		if !cmd.Flags().Changed("credentials") && os.Getenv("PROVISION_CREDENTIALS") == "" {
 			cfg.Credentials = "recovered-" + strings.TrimPrefix(cfg.Credentials, "credentials-")
 		}
-		secrets := &redact.Set{}
-		for _, s := range cfg.Secrets() {
-			secrets.Add(string(s))
-		}
-		return logFinalError(cfg, io.stderr, redacted(explain(cfg, recoverRun(cfg, io.stdout, io.stderr)), secrets))
+		secrets := secretsOf(cfg)
+		return logFinalError(cfg, io.stderr, redacted(explain(cfg, recoverRun(cfg, secrets, io.stdout, io.stderr)), secrets))
 	}
 	return c
 }
 
 // recoverRun is provision recover with the terminal UI.
-func recoverRun(cfg *config.Config, stdout, stderr io.Writer) error {
-	secrets := &redact.Set{}
-	for _, s := range cfg.Secrets() {
-		secrets.Add(string(s))
-	}
+func recoverRun(cfg *config.Config, secrets *redact.Set, stdout, stderr io.Writer) error {
 	ui := newUI(uiOptionsOf(cfg), stderr, secrets)
 	defer ui.close()
 	return pipeline.Recover(cfg, observer{ui, cfg}, stdout)

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"io"
 	"os"
 	"strings"
@@ -113,11 +112,7 @@ func newRunCmd(io streams) *cobra.Command {
 func loadConfig(cmd *cobra.Command, args []string) (*config.Config, error) {
 	cfg, err := config.Load(cmd.Flags(), args, os.Getenv)
 	if err != nil {
-		var ce *config.Error
-		if errors.As(err, &ce) {
-			return nil, usageError{err}
-		}
-		return nil, err
+		return nil, configError(err)
 	}
 	return cfg, nil
 }

@@ -7,7 +7,6 @@ import (
 
 	"github.com/provision-matrix/provision/internal/config"
 	"github.com/provision-matrix/provision/internal/pipeline"
-	"github.com/provision-matrix/provision/internal/redact"
 	"github.com/provision-matrix/provision/internal/report"
 )
 
@@ -16,10 +15,7 @@ import (
 func runProvision(ctx context.Context, cfg *config.Config, stdin io.Reader, stdout, stderr io.Writer) (err error) {
 	limitMemory()
 	metrics := startMetrics(cfg)
-	secrets := &redact.Set{}
-	for _, s := range cfg.Secrets() {
-		secrets.Add(string(s))
-	}
+	secrets := secretsOf(cfg)
 	defer func() { err = redacted(metrics.finish(explain(cfg, err), stderr), secrets) }()
 	ui := newUI(uiOptionsOf(cfg), stderr, secrets)
 	defer ui.close()

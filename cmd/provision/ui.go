@@ -1,21 +1,15 @@
 package main
 
 import (
-	"github.com/provision-matrix/provision/internal/matrix"
-
-	"github.com/provision-matrix/provision/internal/sanitize"
-
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
-	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"text/tabwriter"
 	"time"
 
 	"github.com/vbauerster/mpb/v8"
@@ -79,15 +73,9 @@ func newUI(cfg uiOptions, stderr io.Writer, secrets *redact.Set) *ui {
 	}
 	u.out = redact.NewWriter(stderr, secrets)
 	u.raw = stderr
+	// debug, info, warn or error (config checks it); info if unset.
 	level := slog.LevelInfo
-	switch cfg.LogLevel {
-	case "debug":
-		level = slog.LevelDebug
-	case "warn":
-		level = slog.LevelWarn
-	case "error":
-		level = slog.LevelError
-	}
+	_ = level.UnmarshalText([]byte(cfg.LogLevel))
 	if cfg.Quiet && level < slog.LevelWarn {
 		level = slog.LevelWarn
 	}
@@ -260,98 +248,26 @@ func (u *ui) credentialsWritten(n int, path string) {
 	fmt.Fprintln(u.out, "  (the server cannot force a password change: ask each person to change theirs at first login)")
 }
 
-// summary prints what the run did: a table of counts per status, then every failed
-// user with the server's errcode, its message and what to do about it. With --quiet it
-// prints only the failures, and nothing after a clean run.
+// summary prints what the run did (report.WriteSummaryText); with --log-format
+// json, as one "summary" record, at level ERROR when some users failed (the run exits
+// 1), else INFO. With --quiet it prints only the failures, and nothing after a clean
+// run.
 func (u *ui) summary(s *report.Summary) {
 	if s == nil || (u.quiet && u.nfailed == 0) {
 		return
 	}
-	if u.json {
-		u.summaryJSON(s)
+	opts := report.SummaryOptions{DryRun: u.opts.DryRun, Failed: u.nfailed, Failures: u.failures, Hint: hint}
+	if !u.json {
+		_ = report.WriteSummaryText(u.out, s, opts)
 		return
 	}
-	var b strings.Builder
-	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
-	title := fmt.Sprintf("%d user%s", s.Total, plural(s.Total))
-	if u.opts.DryRun {
-		title = "dry run, nothing was changed: " + title
-	}
-	took := s.Duration().Round(time.Millisecond)
-	if secs := s.Duration().Seconds(); secs >= 0.5 && s.Total > 0 {
-		fmt.Fprintf(&b, "\n%s in %s (%.1f users/s):\n", title, took, float64(s.Total)/secs)
-	} else {
-		fmt.Fprintf(&b, "\n%s in %s:\n", title, took)
-	}
-	for _, st := range statusOrder(s) {
-		fmt.Fprintf(tw, "  %s\t%d\t%s\n", st, s.Counts[st], statusMeaning[st])
-	}
-	tw.Flush()
-
-	if u.nfailed > 0 {
-		fmt.Fprintf(&b, "\n%d user%s failed:\n", u.nfailed, plural(u.nfailed))
-		tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(tw, "  USER\tERRCODE\tMESSAGE")
-		for _, r := range u.failures {
-			who := r.UserID
-			if who == "" {
-				who = r.Localpart
-			}
-			code := r.Errcode
-			if code == "" {
-				code = "-"
-			}
-			fmt.Fprintf(tw, "  %s\t%s\t%s\n", printable(who, 80), printable(code, 40), printable(r.Error, 300))
-			if h := hint(r); h != "" {
-				fmt.Fprintf(tw, "  \t\thint: %s\n", h)
-			}
-		}
-		tw.Flush()
-		if more := u.nfailed - len(u.failures); more > 0 {
-			fmt.Fprintf(&b, "  ... and %d more: see the report\n", more)
-		}
-	}
-	fmt.Fprint(u.out, b.String())
-}
-
-// failedUser is a failed user in the JSON summary.
-type failedUser struct {
-	User    string `json:"user"`
-	UserID  string `json:"user_id,omitempty"`
-	Errcode string `json:"errcode"`
-	Error   string `json:"error"`
-	Hint    string `json:"hint,omitempty"`
-}
-
-// summaryJSON is the summary as one "summary" record: at level ERROR when some users
-// failed (the run exits 1), else INFO. JSON escapes what printable would, so the
-// server's text goes in whole.
-func (u *ui) summaryJSON(s *report.Summary) {
-	counts := []any{}
-	for _, st := range statusOrder(s) {
-		counts = append(counts, slog.Int(string(st), s.Counts[st]))
-	}
-	attrs := []any{
-		"users", s.Total,
-		slog.Group("counts", counts...),
-		"dry_run", u.opts.DryRun,
-		"seconds", s.Duration().Seconds(),
+	attrs := append(report.SummaryAttrs(s, opts), "report", u.opts.Report)
+	if u.credentials != "" {
+		attrs = append(attrs, "credentials", u.credentials)
 	}
 	level := slog.LevelInfo
 	if u.nfailed > 0 {
 		level = slog.LevelError
-		failed := make([]failedUser, 0, len(u.failures))
-		for _, r := range u.failures {
-			failed = append(failed, failedUser{User: r.Localpart, UserID: r.UserID, Errcode: r.Errcode, Error: r.Error, Hint: hint(r)})
-		}
-		attrs = append(attrs, "failed", failed)
-		if more := u.nfailed - len(u.failures); more > 0 {
-			attrs = append(attrs, "failed_not_listed", more) // the report has every one
-		}
-	}
-	attrs = append(attrs, "report", u.opts.Report)
-	if u.credentials != "" {
-		attrs = append(attrs, "credentials", u.credentials)
 	}
 	u.log.Log(context.Background(), level, "summary", attrs...)
 }
@@ -365,10 +281,7 @@ func logFinalError(cfg *config.Config, stderr io.Writer, err error) error {
 	if err == nil || cfg.LogFormat != "json" || errors.As(err, &silent) {
 		return err
 	}
-	secrets := &redact.Set{}
-	for _, s := range cfg.Secrets() {
-		secrets.Add(string(s))
-	}
+	secrets := secretsOf(cfg)
 	log := slog.New(redact.NewHandler(slog.NewJSONHandler(stderr, nil), secrets))
 	code := codeOf(err)
 	// Errors end with their hint on a line of their own (see failure): a field here.
@@ -381,71 +294,5 @@ func logFinalError(cfg *config.Config, stderr io.Writer, err error) error {
 	return &silentError{code: code}
 }
 
-// statusMeaning explains each status in the summary table.
-var statusMeaning = map[report.Status]string{
-	report.Created:     "new accounts; their passwords are in the handoff",
-	report.Exists:      "already on the server; not touched",
-	report.Updated:     "existing accounts changed to match the roster",
-	report.Unchanged:   "already matching the roster",
-	report.Deactivated: "gone from the roster; deactivated",
-	report.Skipped:     "nothing sent (a dry run, or interrupted first)",
-	report.Failed:      "see below and the report",
-}
-
-// statusOrder lists the statuses a summary has, in the order a reader expects.
-func statusOrder(s *report.Summary) []report.Status {
-	known := []report.Status{report.Created, report.Updated, report.Unchanged, report.Exists, report.Deactivated, report.Skipped, report.Failed}
-	var out []report.Status
-	for _, st := range known {
-		if s.Counts[st] > 0 {
-			out = append(out, st)
-		}
-	}
-	var extra []report.Status
-	for st, n := range s.Counts {
-		if n > 0 && !slices.Contains(known, st) {
-			extra = append(extra, st)
-		}
-	}
-	slices.Sort(extra)
-	return append(out, extra...)
-}
-
-// printable makes a server's text safe to show in the summary (sanitize.Visible).
-func printable(s string, max int) string { return sanitize.Visible(s, max) }
-
 // close flushes whatever is left on stderr.
 func (u *ui) close() { _ = u.out.Flush() }
-
-// hint says what to do about a failed user, from the server's errcode and, where
-// one errcode covers several causes, its message.
-func hint(r report.Row) string {
-	msg := strings.ToLower(r.Error)
-	switch {
-	case strings.Contains(msg, "hmac incorrect"), strings.Contains(msg, "bad mac"):
-		return "the shared secret is not the server's registration_shared_secret: check the file you gave provision"
-	case strings.Contains(msg, "nonce"):
-		return "the server forgot the registration nonce (a restart, or Synapse workers that do not share it): run again; route /_synapse/admin to one process if it persists"
-	case strings.Contains(msg, "external id is already in use"):
-		return "another account is already bound to this person's single sign-on identity (sso_provider, sso_subject): find it in Synapse's admin API (GET /_synapse/admin/v1/auth_providers/PROVIDER/users/SUBJECT) and fix the roster or that account"
-	case r.Errcode == "" && strings.Contains(msg, "404"):
-		return "the shared-secret endpoint is missing: the server has no registration_shared_secret, or it delegates logins to Matrix Authentication Service (see docs/troubleshooting.md)"
-	}
-	return hintFor(r.Errcode)
-}
-
-// hintFor says what to do about a server's refusal, by errcode.
-func hintFor(errcode string) string {
-	hints := map[string]string{
-		matrix.ErrcodeUserInUse:       "the name belongs to another account: if it is not the same person, give this one another localpart",
-		matrix.ErrcodeInvalidUsername: "the server refused the name: use only a-z, 0-9 and . _ = - / +",
-		matrix.ErrcodeExclusive:       "the name is reserved by an application service (a bridge): choose another localpart",
-		matrix.ErrcodeWeakPassword:    "the password is too weak for the server: raise --password-length or fix the roster's password",
-		matrix.ErrcodeForbidden:       "the server refused: check that the shared secret is the one in its config",
-		matrix.ErrcodeLimitExceeded:   "the server kept rate-limiting: lower --rate or --concurrency and run again",
-		matrix.ErrcodeBadJSON:         "the server could not take the request; Dendrite answers this for a localpart that is too long: shorten it",
-		matrix.ErrcodeUnknown:         "see the server's log for the cause, then run again",
-		"":                            "a network or server error: run the same command again; done users are not touched",
-	}
-	return hints[errcode]
-}

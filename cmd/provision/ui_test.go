@@ -21,6 +21,7 @@ import (
 	"github.com/provision-matrix/provision/internal/matrixtest"
 	"github.com/provision-matrix/provision/internal/redact"
 	"github.com/provision-matrix/provision/internal/report"
+	"github.com/provision-matrix/provision/internal/sanitize"
 )
 
 // provisionCommand runs the provision command (this test binary, as TestMain sets it
@@ -249,7 +250,7 @@ func TestPrintable(t *testing.T) {
 		{"abcdef", 3, "abc…"},
 	}
 	for _, tc := range tests {
-		if got := printable(tc.in, tc.max); got != tc.want {
+		if got := sanitize.Visible(tc.in, tc.max); got != tc.want {
 			t.Errorf("printable(%q, %d) = %q, want %q", tc.in, tc.max, got, tc.want)
 		}
 	}
