@@ -284,9 +284,17 @@ func logFinalError(cfg *config.Config, stderr io.Writer, err error) error {
 	secrets := secretsOf(cfg)
 	log := slog.New(redact.NewHandler(slog.NewJSONHandler(stderr, nil), secrets))
 	code := codeOf(err)
-	// Errors end with their hint on a line of their own (see failure): a field here.
-	msg, hint, ok := strings.Cut(err.Error(), "\n  hint: ")
-	if ok {
+	// The hint is a field of its own, taken from the error's type, not its text.
+	msg, hint := err.Error(), ""
+	var ce *cliError
+	var cfgErr *config.Error
+	switch {
+	case errors.As(err, &ce):
+		msg, hint = ce.err.Error(), ce.hint
+	case errors.As(err, &cfgErr):
+		msg, hint = cfgErr.Msg, cfgErr.Hint
+	}
+	if hint != "" {
 		log.Error(msg, "exit_code", code, "hint", hint)
 	} else {
 		log.Error(msg, "exit_code", code)
