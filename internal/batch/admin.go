@@ -303,21 +303,15 @@ func (r *Runner) Apply(ctx context.Context, plan *reconcile.Plan) (*report.Summa
 	g, gctx := errgroup.WithContext(context.WithoutCancel(ctx))
 	g.SetLimit(r.Opts.Concurrency)
 	interrupted := false
-	var feedErr error
-	for i, c := range plan.Changes {
+	feedErr := r.eachChange(plan, func(i int, c reconcile.Change) error {
 		if err := ord.reserve(gctx, i); err != nil {
-			feedErr = err
-			break
+			return err
 		}
 		if ctx.Err() != nil || gctx.Err() != nil {
 			interrupted = interrupted || ctx.Err() != nil
 			row := r.baseRow(c)
 			row.Status, row.Error = report.Skipped, join(row.Error, "interrupted before it started: run the same command again to finish")
-			if err := ord.done(i, row); err != nil {
-				feedErr = err
-				break
-			}
-			continue
+			return ord.done(i, row)
 		}
 		g.Go(func() error {
 			row, err := r.apply(ctx, gctx, c)
@@ -327,7 +321,8 @@ func (r *Runner) Apply(ctx context.Context, plan *reconcile.Plan) (*report.Summa
 			}
 			return ord.done(i, row)
 		})
-	}
+		return nil
+	})
 	gErr := g.Wait()
 	sum.Finished = r.Now()
 	switch {

@@ -2,7 +2,11 @@ package batch
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"maps"
+	"slices"
+	"sync"
 
 	"golang.org/x/sync/errgroup"
 
@@ -41,7 +45,21 @@ func (r *Runner) planPaged(ctx context.Context, src Source, n int) (*reconcile.P
 		return nil, r.planError(ctx, err)
 	}
 
-	plan := &reconcile.Plan{Options: r.Sync, Changes: make([]reconcile.Change, n)}
+	// Only the changes that do something are kept, by roster position; the quiet
+	// ones (nothing to do, nothing to say) are a bit each, and Apply replays the
+	// roster for them.
+	plan := &reconcile.Plan{Options: r.Sync, Quiet: &reconcile.QuietRows{Roster: src}}
+	var mu sync.Mutex
+	acting := map[int]reconcile.Change{}
+	keep := func(at int, c reconcile.Change) {
+		mu.Lock()
+		defer mu.Unlock()
+		if reconcile.IsQuiet(c) && c.Action == plan.QuietAction() {
+			plan.Quiet.Mark(at)
+		} else {
+			acting[at] = c
+		}
+	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(r.Opts.Concurrency)
 	i := 0
@@ -61,7 +79,7 @@ func (r *Runner) planPaged(ctx context.Context, src Source, n int) (*reconcile.P
 			// The list does not carry email addresses: read the account.
 			g.Go(func() error {
 				c, err := r.observe(gctx, u)
-				plan.Changes[at] = c
+				keep(at, c)
 				return err
 			})
 			return nil
@@ -73,12 +91,12 @@ func (r *Runner) planPaged(ctx context.Context, src Source, n int) (*reconcile.P
 		}
 		r.resumed(u, &acct)
 		if !reconcile.RoomsNeeded(u, acct, r.Sync) {
-			plan.Changes[at] = reconcile.Diff(u, id, r.Self, acct, r.Sync)
+			keep(at, reconcile.Diff(u, id, r.Self, acct, r.Sync))
 			return nil
 		}
 		g.Go(func() error {
 			c, err := r.decide(gctx, u, id, acct)
-			plan.Changes[at] = c
+			keep(at, c)
 			return err
 		})
 		return nil
@@ -98,6 +116,12 @@ func (r *Runner) planPaged(ctx context.Context, src Source, n int) (*reconcile.P
 	if err := ctx.Err(); err != nil {
 		return nil, r.planError(ctx, err)
 	}
+	at := slices.Sorted(maps.Keys(acting))
+	plan.Changes = make([]reconcile.Change, 0, len(at))
+	for _, k := range at {
+		plan.Changes = append(plan.Changes, acting[k])
+	}
+	acting = nil
 
 	if r.Sync.DeactivateMissing {
 		var candidates []string
@@ -114,4 +138,46 @@ func (r *Runner) planPaged(ctx context.Context, src Source, n int) (*reconcile.P
 		plan.Changes = append(plan.Changes, missing...)
 	}
 	return plan, nil
+}
+
+// ErrRosterChanged is a roster that, replayed for Apply, is not the one planned.
+var ErrRosterChanged = errors.New("the roster changed since the plan was made: run again")
+
+// eachChange gives feed the plan's changes in order, with their row numbers,
+// rebuilding the quiet ones from the roster; it stops at feed's first error.
+func (r *Runner) eachChange(plan *reconcile.Plan, feed func(i int, c reconcile.Change) error) error {
+	if plan.Quiet == nil {
+		for i, c := range plan.Changes {
+			if err := feed(i, c); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	i, k := 0, 0
+	err := plan.Quiet.Roster(func(u roster.User) error {
+		at := i
+		i++
+		if plan.Quiet.Is(at) {
+			return feed(at, plan.QuietChange(r.userID(u.Localpart), u))
+		}
+		if k == len(plan.Changes) || plan.Changes[k].User.Localpart != u.Localpart {
+			return fmt.Errorf("%w: %s is not where the plan had it", ErrRosterChanged, u.Localpart)
+		}
+		k++
+		return feed(at, plan.Changes[k-1])
+	})
+	if err != nil {
+		return err
+	}
+	for ; k < len(plan.Changes); k++ {
+		if plan.Changes[k].User.Localpart != "" {
+			return fmt.Errorf("%w: %s is missing from it", ErrRosterChanged, plan.Changes[k].User.Localpart)
+		}
+		if err := feed(i, plan.Changes[k]); err != nil {
+			return err
+		}
+		i++
+	}
+	return nil
 }
