@@ -60,7 +60,7 @@ func (b *bench) ldapsync() error {
 	fmt.Fprintf(o, "| mapping | wall time | CPU | peak RSS | requests | the fake's CPU | target |\n|---|---:|---:|---:|---|---:|---|\n")
 	for _, v := range []struct{ name, mapping string }{
 		{"ldap preset (email compared: one GET per account)", "ldap"},
-		{"`localpart=uid,displayname=displayName|cn` (no email: the user list alone)", "localpart=uid,displayname=displayName|cn"},
+		{"`localpart=uid,displayname=displayName\\|cn` (no email: the user list alone)", "localpart=uid,displayname=displayName|cn"},
 	} {
 		if profile != "" {
 			// A provision built with -tags profile: one CPU profile per run.
