@@ -57,10 +57,21 @@ const DefaultPageSize = 250
 // the whole user list, paged, plus one GET per account the roster does not name (the
 // list does not carry external IDs). A request that fails after its retries fails the
 // plan: a guess about one account could turn into a wrong change.
+//
+// A roster of more than pagedPlanMin users is planned from the user list instead (see
+// planPaged): the same plan, with one request per page of accounts rather than one
+// per person.
 func (r *Runner) Plan(ctx context.Context, src Source) (*reconcile.Plan, error) {
 	r.defaults()
 	if r.Opts.ServerName == "" {
 		return nil, errors.New("admin mode needs the server name")
+	}
+	n := 0
+	if err := src(func(roster.User) error { n++; return nil }); err != nil {
+		return nil, fmt.Errorf("reading the roster: %w", err)
+	}
+	if n > r.pagedMin() {
+		return r.planPaged(ctx, src, n)
 	}
 	var users []roster.User
 	inRoster := map[string]bool{}
@@ -112,6 +123,32 @@ func (r *Runner) planError(ctx context.Context, err error) error {
 // observe reads what the server holds for one roster user and decides its change.
 func (r *Runner) observe(ctx context.Context, u roster.User) (reconcile.Change, error) {
 	id := r.userID(u.Localpart)
+	acct, err := r.readAccount(ctx, id)
+	if err != nil {
+		return reconcile.Change{}, err
+	}
+	if c, ok := r.finishBegun(u, id, acct); ok {
+		return c, nil
+	}
+	r.resumed(u, &acct)
+	return r.decide(ctx, u, id, acct)
+}
+
+// finishBegun: with an account system that settles an interrupted creation itself
+// (MAS: a crash between creating the user and setting its password), an account the
+// journal says a run began creating and never finished is created again, and Create
+// finishes what that run began (or finds that the account is someone else's).
+func (r *Runner) finishBegun(u roster.User, id string, acct reconcile.Account) (reconcile.Change, bool) {
+	if _, settles := r.Accounts.(selfSettling); !settles || !acct.Exists || acct.User.Deactivated || !r.unsettled(u.Localpart) {
+		return reconcile.Change{}, false
+	}
+	c := reconcile.Diff(u, id, r.Self, reconcile.Account{}, r.Sync)
+	c.Note = "an interrupted run began creating it; this run finishes it"
+	return c, true
+}
+
+// readAccount GETs one account; a 404 is an account that does not exist.
+func (r *Runner) readAccount(ctx context.Context, id string) (reconcile.Account, error) {
 	var acct reconcile.Account
 	err := r.read(ctx, func(ctx context.Context) error {
 		au, err := r.API.GetUser(ctx, id)
@@ -125,17 +162,11 @@ func (r *Runner) observe(ctx context.Context, u roster.User) (reconcile.Change, 
 		}
 		return nil
 	})
-	if err != nil {
-		return reconcile.Change{}, err
-	}
-	if _, settles := r.Accounts.(selfSettling); settles && acct.Exists && !acct.User.Deactivated && r.unsettled(u.Localpart) {
-		// An interrupted run began creating this account and recorded no end: it is
-		// created again, and Create finishes what that run began (or finds that the
-		// account is someone else's).
-		c := reconcile.Diff(u, id, r.Self, reconcile.Account{}, r.Sync)
-		c.Note = "an interrupted run began creating it; this run finishes it"
-		return c, nil
-	}
+	return acct, err
+}
+
+// resumed marks an existing account that an interrupted run may have created.
+func (r *Runner) resumed(u roster.User, acct *reconcile.Account) {
 	if acct.Exists && r.Journal != nil {
 		if e, ok := r.Journal.Lookup(u.Localpart); ok && owes(e) != debtNone {
 			// An interrupted run may have created this account and not got to its
@@ -143,6 +174,10 @@ func (r *Runner) observe(ctx context.Context, u roster.User) (reconcile.Change, 
 			acct.Resumed = true
 		}
 	}
+}
+
+// decide reads the account's rooms when Diff compares them, then decides its change.
+func (r *Runner) decide(ctx context.Context, u roster.User, id string, acct reconcile.Account) (reconcile.Change, error) {
 	if reconcile.RoomsNeeded(u, acct, r.Sync) {
 		if err := r.read(ctx, func(ctx context.Context) error {
 			rooms, err := r.API.JoinedRooms(ctx, id)
@@ -188,8 +223,21 @@ func (r *Runner) resolve(ctx context.Context, alias string) string {
 // missing pages through every account and decides, for each that the roster does not
 // name, whether provision deactivates it.
 func (r *Runner) missing(ctx context.Context, inRoster map[string]bool) ([]reconcile.Change, error) {
-	suffix := ":" + r.Opts.ServerName
 	var candidates []string
+	if err := r.eachListed(ctx, func(lp string, u matrix.AdminUser) {
+		if !u.Deactivated && !inRoster[lp] {
+			candidates = append(candidates, u.UserID)
+		}
+	}); err != nil {
+		return nil, err
+	}
+	return r.missingOf(ctx, candidates)
+}
+
+// eachListed pages through every account of the server, giving fn those of this
+// server with their localparts.
+func (r *Runner) eachListed(ctx context.Context, fn func(lp string, u matrix.AdminUser)) error {
+	suffix := ":" + r.Opts.ServerName
 	from := ""
 	pages := cursors{}
 	for {
@@ -200,24 +248,26 @@ func (r *Runner) missing(ctx context.Context, inRoster map[string]bool) ([]recon
 			page, next, err = r.API.ListUsers(ctx, from, r.PageSize)
 			return err
 		}); err != nil {
-			return nil, err
+			return err
 		}
 		for _, u := range page {
-			lp, ok := strings.CutSuffix(strings.TrimPrefix(u.UserID, "@"), suffix)
-			if !ok || u.Deactivated || inRoster[lp] {
-				continue
+			if lp, ok := strings.CutSuffix(strings.TrimPrefix(u.UserID, "@"), suffix); ok {
+				fn(lp, u)
 			}
-			candidates = append(candidates, u.UserID)
 		}
 		if next == "" {
-			break
+			return nil
 		}
 		if err := pages.next(next); err != nil {
-			return nil, err
+			return err
 		}
 		from = next
 	}
+}
 
+// missingOf reads each candidate (an account the roster does not name) and decides
+// whether provision deactivates it, in user ID order.
+func (r *Runner) missingOf(ctx context.Context, candidates []string) ([]reconcile.Change, error) {
 	changes := make([]reconcile.Change, len(candidates))
 	listed := make([]bool, len(candidates))
 	g, gctx := errgroup.WithContext(ctx)
@@ -269,21 +319,15 @@ func (r *Runner) Apply(ctx context.Context, plan *reconcile.Plan) (*report.Summa
 	g, gctx := errgroup.WithContext(context.WithoutCancel(ctx))
 	g.SetLimit(r.Opts.Concurrency)
 	interrupted := false
-	var feedErr error
-	for i, c := range plan.Changes {
+	feedErr := r.eachChange(plan, func(i int, c reconcile.Change) error {
 		if err := ord.reserve(gctx, i); err != nil {
-			feedErr = err
-			break
+			return err
 		}
 		if ctx.Err() != nil || gctx.Err() != nil {
 			interrupted = interrupted || ctx.Err() != nil
 			row := r.baseRow(c)
 			row.Status, row.Error = report.Skipped, join(row.Error, "interrupted before it started: run the same command again to finish")
-			if err := ord.done(i, row); err != nil {
-				feedErr = err
-				break
-			}
-			continue
+			return ord.done(i, row)
 		}
 		g.Go(func() error {
 			row, err := r.apply(ctx, gctx, c)
@@ -293,7 +337,8 @@ func (r *Runner) Apply(ctx context.Context, plan *reconcile.Plan) (*report.Summa
 			}
 			return ord.done(i, row)
 		})
-	}
+		return nil
+	})
 	gErr := g.Wait()
 	sum.Finished = r.Now()
 	switch {

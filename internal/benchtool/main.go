@@ -13,16 +13,26 @@
 //   - nowork: a server that does no work (provision-bench serve, its own process):
 //     a raw request loop and provision, each at its best concurrency; provision's CPU
 //     per user.
+//
 //   - million: a 1,000,000-row roster checked (provision check), then provisioned
 //     against the no-work server; wall time and peak RSS of each.
+//
 //   - rate: --rate R held over 20 s, measured by the server.
+//
 //   - storm: a server that answers 429 above its rate; no user may fail.
+//
 //   - auto: --rate auto against a server of limited capacity and against a 429
 //     limit, compared with the best fixed setting.
+//
 //   - dendrite: a real Dendrite at bcrypt cost 10 and 4: the raw loop at its best
 //     concurrency, then provision.
 //
-// `provision-bench serve` is the no-work server itself (see server.go).
+//   - ldapsync: a nightly sync of a 100,000-person directory (slapd, scripts/slapd)
+//     against a Synapse fake that already holds them all: nothing may change; wall
+//     time and peak RSS against issue 15's 60 s and 64 MiB.
+//
+// `provision-bench serve` is the no-work server itself (see server.go);
+// `provision-bench serve-synapse` is the Synapse fake of ldapsync (see ldapsync.go).
 package main
 
 import (
@@ -48,6 +58,13 @@ func main() {
 		}
 		return
 	}
+	if len(os.Args) > 1 && os.Args[1] == "serve-synapse" {
+		if err := serveSynapse(os.Args[2:]); err != nil {
+			fmt.Fprintln(os.Stderr, "provision-bench serve-synapse:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if err := benchMain(os.Args[1:]); err != nil {
 		fmt.Fprintln(os.Stderr, "provision-bench:", err)
 		os.Exit(1)
@@ -65,6 +82,7 @@ var scenarios = []struct {
 	{"storm", (*bench).storm},
 	{"auto", (*bench).auto},
 	{"dendrite", (*bench).dendrite},
+	{"ldapsync", (*bench).ldapsync},
 }
 
 // bench is one run of the benchmarks.

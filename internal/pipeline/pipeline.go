@@ -264,7 +264,7 @@ func Run(ctx context.Context, cfg *config.Config, obs Observer, stdin io.Reader,
 	var sum *report.Summary
 	var runErr error
 	if plan != nil {
-		obs.Start(len(plan.Changes))
+		obs.Start(plan.Len())
 		sum, runErr = runner.Apply(ctx, plan)
 	} else {
 		obs.Start(cr.stats.Users)

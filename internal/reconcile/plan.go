@@ -1,6 +1,8 @@
 package reconcile
 
 import (
+	"github.com/provision-matrix/provision/internal/matrix"
+	"github.com/provision-matrix/provision/internal/roster"
 	"github.com/provision-matrix/provision/internal/sanitize"
 
 	"bufio"
@@ -16,6 +18,67 @@ import (
 type Plan struct {
 	Changes []Change
 	Options Options
+	// Quiet, when set, holds the roster users that Changes leaves out because nothing
+	// happens to them (see IsQuiet): a plan of a large roster keeps only what acts,
+	// and replays the roster for the rest. nil: Changes holds every roster user.
+	Quiet *QuietRows
+}
+
+// QuietRows are the roster users a plan leaves out of its Changes, by position in
+// the roster: one bit each, instead of a Change of some 400 bytes.
+type QuietRows struct {
+	// Roster streams the roster again, in the order the plan read it.
+	Roster func(yield func(roster.User) error) error
+	bits   []uint64
+	count  int
+}
+
+// Mark records that the roster user at position i is quiet.
+func (q *QuietRows) Mark(i int) {
+	for len(q.bits) <= i/64 {
+		q.bits = append(q.bits, 0)
+	}
+	if q.bits[i/64]&(1<<(i%64)) == 0 {
+		q.bits[i/64] |= 1 << (i % 64)
+		q.count++
+	}
+}
+
+// Is reports whether the roster user at position i is quiet.
+func (q *QuietRows) Is(i int) bool { return i/64 < len(q.bits) && q.bits[i/64]&(1<<(i%64)) != 0 }
+
+// Len is the number of quiet roster users.
+func (q *QuietRows) Len() int { return q.count }
+
+// IsQuiet reports whether c is a roster user's change that only reports the account
+// as it is (unchanged, or existing and not compared), with nothing to say: exactly
+// QuietChange(c.Action, c.UserID, c.User).
+func IsQuiet(c Change) bool {
+	return (c.Action == Unchanged || c.Action == Exists) && c.Note == "" && len(c.Fields) == 0 &&
+		c.Put == (matrix.PutUser{}) && len(c.Joins) == 0 && len(c.Leaves) == 0 && len(c.LeaveIDs) == 0 &&
+		!c.ResetPassword && !c.LogoutDevices && !c.Erase
+}
+
+// QuietAction is the action of the plan's quiet users: Unchanged when --update
+// compared them, else Exists.
+func (p *Plan) QuietAction() Action {
+	if p.Options.Update {
+		return Unchanged
+	}
+	return Exists
+}
+
+// QuietChange is the change of a quiet roster user, as Diff made it.
+func (p *Plan) QuietChange(userID string, u roster.User) Change {
+	return Change{Action: p.QuietAction(), UserID: userID, User: u}
+}
+
+// Len is the number of the plan's changes, quiet ones included: one report row each.
+func (p *Plan) Len() int {
+	if p.Quiet == nil {
+		return len(p.Changes)
+	}
+	return len(p.Changes) + p.Quiet.Len()
 }
 
 // Counts are a plan's changes by action.
@@ -26,6 +89,9 @@ func (p *Plan) Counts() Counts {
 	c := Counts{}
 	for _, ch := range p.Changes {
 		c[ch.Action]++
+	}
+	if p.Quiet != nil && p.Quiet.Len() > 0 {
+		c[p.QuietAction()] += p.Quiet.Len()
 	}
 	return c
 }
