@@ -242,10 +242,14 @@ func (c *Client) requestToken(ctx context.Context) ([]byte, time.Duration, error
 	}
 	lifetime := defaultLifetime
 	if res.ExpiresIn > 0 {
-		lifetime = time.Duration(min(res.ExpiresIn, float64(maxRetryAfter/time.Second))) * time.Second
+		lifetime = time.Duration(min(res.ExpiresIn, float64(maxTokenLifetime/time.Second))) * time.Second
 	}
 	return []byte(res.AccessToken), lifetime, nil
 }
+
+// maxTokenLifetime bounds the expires_in a token endpoint may claim: a day, so that
+// an absurd answer cannot keep a token past any rotation.
+const maxTokenLifetime = 24 * time.Hour
 
 // tokenError explains the token endpoint's refusal. The codes and statuses
 // are those of crates/handlers/src/oauth2/token.rs and

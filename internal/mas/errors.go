@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"strconv"
 	"strings"
 	"time"
 
@@ -149,7 +148,7 @@ func (h *hinted) Unwrap() []error {
 // parseError turns a non-2xx answer into an *Error. Fields of the wrong JSON
 // type are ignored rather than losing the whole body.
 func parseError(status int, h http.Header, body []byte, now time.Time) *Error {
-	e := &Error{Status: status, RetryAfter: parseRetryAfter(h.Get("Retry-After"), now)}
+	e := &Error{Status: status, RetryAfter: matrix.ParseRetryAfter(h.Get("Retry-After"), now)}
 	var admin struct {
 		Errors []struct {
 			Title json.RawMessage `json:"title"`
@@ -184,30 +183,6 @@ func jsonString(raw json.RawMessage) string {
 		return ""
 	}
 	return s
-}
-
-// maxRetryAfter caps what a server may ask for, as package matrix does.
-const maxRetryAfter = 24 * time.Hour
-
-// parseRetryAfter reads delay-seconds or an HTTP-date; anything else is 0.
-func parseRetryAfter(v string, now time.Time) time.Duration {
-	v = strings.TrimSpace(v)
-	if v == "" {
-		return 0
-	}
-	if secs, err := strconv.ParseInt(v, 10, 64); err == nil {
-		if secs <= 0 {
-			return 0
-		}
-		if secs >= int64(maxRetryAfter/time.Second) {
-			return maxRetryAfter
-		}
-		return time.Duration(secs) * time.Second
-	}
-	if t, err := http.ParseTime(v); err == nil {
-		return min(max(t.Sub(now), 0), maxRetryAfter)
-	}
-	return 0
 }
 
 // sanitize makes a server's text safe for a terminal or a file (internal/sanitize).

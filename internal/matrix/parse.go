@@ -52,8 +52,11 @@ func durationMillis(ms float64) time.Duration {
 	return time.Duration(math.Ceil(ms * float64(time.Millisecond)))
 }
 
-// parseRetryAfter reads a Retry-After header: delay-seconds (what Synapse
-// sends) or an HTTP-date (what some proxies send). Anything else is 0.
+// ParseRetryAfter reads a Retry-After header: delay-seconds (what Synapse
+// sends) or an HTTP-date (what some proxies send), capped at 24 hours. Anything
+// else is 0. The MAS client reads its answers' header with it too.
+func ParseRetryAfter(v string, now time.Time) time.Duration { return parseRetryAfter(v, now) }
+
 func parseRetryAfter(v string, now time.Time) time.Duration {
 	v = strings.TrimSpace(v)
 	if v == "" {
