@@ -147,15 +147,12 @@ func (j *Journal) open(hs string) error {
 	if ls.sealedBeforeCheck || ls.damaged > 0 {
 		// A checkpoint whose scrub a crash cut short, or a scrub's write torn:
 		// finish it before anything else reads the file.
-		dead, liveDamaged, err := j.deadSlots()
+		liveDamaged, err := j.scrubSlots(true)
 		if err != nil {
 			return err
 		}
 		if len(liveDamaged) > 0 {
 			return &CorruptError{Path: j.path, Offset: liveDamaged[0], Reason: "a password still owed fails authentication"}
-		}
-		if err := j.zero(dead); err != nil {
-			return err
 		}
 	}
 	return nil

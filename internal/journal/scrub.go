@@ -23,68 +23,72 @@ import (
 // password is still owed is damage, reported as such.
 
 // candidate is a sealed password found by deadSlots.
-type candidate struct {
-	rec  int64 // the intent's offset
-	slot int64 // the slot's offset
-	n    int   // the slot's length
-	live bool
-	bad  bool // the slot fails its check
-}
-
-// deadSlots walks the durable records and returns the slots to zero, and the offsets
-// of intents whose owed password fails its check. The caller holds j.mu, or has
-// j to itself (in Open), so that the index, the spans and the durable end agree.
-func (j *Journal) deadSlots() ([]candidate, []int64, error) {
+// scrubSlots walks the durable records twice and, with zero set, overwrites every
+// sealed password that is no longer owed with zeros, then fsyncs. It returns the
+// offsets of the owed passwords that fail their check. The first pass finds the
+// intents that a later outcome keeps owed (a created user no checkpoint covers, a
+// failed one); the second zeroes, record by record, every other intent's password
+// that is not its user's current one. Nothing per dead password is held: a journal of
+// a million delivered users is scrubbed in the memory of the set of owed ones.
+func (j *Journal) scrubSlots(zero bool) (liveBad []int64, err error) {
 	start, end := j.data, j.durable
-	var cands []candidate
-	_, err := j.c.replay(io.NewSectionReader(j.f, start, end-start), start, end, func(v *view, off int64) error {
-		switch v.kind {
-		case kindIntent:
-			if v.slot != slotSealed && v.slot != slotDamaged {
-				return nil
-			}
-			key, check := j.idx.hashBytes(v.localpart)
-			val, ok := j.idx.get(key, check, string(v.localpart))
-			// Unknown to the index (it cannot be) or a latest record past what was
-			// walked: keep it.
-			live := !ok || valOffset(val) >= end || (valCode(val) == codeIntent && valOffset(val) == off)
-			cands = append(cands, candidate{rec: off, slot: off + frameSize + int64(v.slotOff), n: v.slotLen, live: live, bad: v.slot == slotDamaged})
-		case kindOutcome:
-			if v.ref == 0 {
-				return nil
-			}
-			key, check := j.idx.hashBytes(v.localpart)
-			val, ok := j.idx.get(key, check, string(v.localpart))
-			if !ok || valOffset(val) != off {
-				return nil // not the user's latest record: its chain is not current
-			}
-			if valCode(val) == codeCreated && covered(j.spans, off) {
-				return nil // delivered: the password its chain began with is no longer owed
-			}
-			// Intents come before their outcomes, so cands is sorted by rec.
-			if i, found := sort.Find(len(cands), func(i int) int { return cmpInt64(v.ref, cands[i].rec) }); found {
-				cands[i].live = true
-			}
-		}
-		return nil
-	})
-	if err != nil {
+	owedRef := map[int64]bool{}
+	walk := func(fn func(v *view, off int64) error) error {
+		_, err := j.c.replay(io.NewSectionReader(j.f, start, end-start), start, end, fn)
 		if ce, ok := errors.AsType[*CorruptError](err); ok {
 			ce.Path = j.path
 		}
-		return nil, nil, err
+		return err
 	}
-	var dead []candidate
-	var liveBad []int64
-	for _, c := range cands {
+	if err := walk(func(v *view, off int64) error {
+		if v.kind != kindOutcome || v.ref == 0 {
+			return nil
+		}
+		key, check := j.idx.hashBytes(v.localpart)
+		val, ok := j.idx.get(key, check, string(v.localpart))
+		if !ok || valOffset(val) != off {
+			return nil // not the user's latest record: its chain is not current
+		}
+		if valCode(val) == codeCreated && covered(j.spans, off) {
+			return nil // delivered: the password its chain began with is no longer owed
+		}
+		owedRef[v.ref] = true
+		return nil
+	}); err != nil {
+		return nil, err
+	}
+	zeros := make([]byte, maxField)
+	zeroed := 0
+	if err := walk(func(v *view, off int64) error {
+		if v.kind != kindIntent || (v.slot != slotSealed && v.slot != slotDamaged) {
+			return nil
+		}
+		key, check := j.idx.hashBytes(v.localpart)
+		val, ok := j.idx.get(key, check, string(v.localpart))
+		// Unknown to the index (it cannot be) or a latest record past what was
+		// walked: keep it.
+		live := !ok || valOffset(val) >= end || (valCode(val) == codeIntent && valOffset(val) == off) || owedRef[off]
 		switch {
-		case !c.live:
-			dead = append(dead, c)
-		case c.bad:
-			liveBad = append(liveBad, c.rec)
+		case live && v.slot == slotDamaged:
+			liveBad = append(liveBad, off)
+		case live || !zero:
+		default:
+			// The record was read already: overwriting its slot now is safe.
+			if _, err := j.f.WriteAt(zeros[:v.slotLen], off+frameSize+int64(v.slotOff)); err != nil {
+				return fmt.Errorf("scrub journal %s: %w", j.path, err)
+			}
+			zeroed++
+		}
+		return nil
+	}); err != nil {
+		return liveBad, err
+	}
+	if zeroed > 0 {
+		if err := j.f.Sync(); err != nil {
+			return liveBad, fmt.Errorf("scrub journal %s: %w", j.path, err)
 		}
 	}
-	return dead, liveBad, nil
+	return liveBad, nil
 }
 
 func cmpInt64(a, b int64) int {
@@ -95,23 +99,6 @@ func cmpInt64(a, b int64) int {
 		return 1
 	}
 	return 0
-}
-
-// zero overwrites the slots with zeros and fsyncs.
-func (j *Journal) zero(slots []candidate) error {
-	if len(slots) == 0 {
-		return nil
-	}
-	zeros := make([]byte, maxField)
-	for _, c := range slots {
-		if _, err := j.f.WriteAt(zeros[:c.n], c.slot); err != nil {
-			return fmt.Errorf("scrub journal %s: %w", j.path, err)
-		}
-	}
-	if err := j.f.Sync(); err != nil {
-		return fmt.Errorf("scrub journal %s: %w", j.path, err)
-	}
-	return nil
 }
 
 // scrub zeroes every password no longer owed. It runs after a checkpoint.
@@ -128,13 +115,10 @@ func (j *Journal) scrub() error {
 		j.mu.Unlock()
 		return err
 	}
-	dead, _, err := j.deadSlots() // a damaged owed password shows when it is looked up
+	// Under j.mu, as the walk of the durable records and the index needs; a damaged
+	// owed password shows when it is looked up.
+	_, err := j.scrubSlots(true)
 	j.mu.Unlock()
-	if err == nil {
-		// Without j.mu: the slots are written once and only ever zeroed after, and
-		// the writer appends elsewhere.
-		err = j.zero(dead)
-	}
 	if err != nil {
 		// A failed fsync may have dropped pages the writer has written too.
 		j.mu.Lock()
