@@ -212,7 +212,7 @@ func (e *Engine) Do(stopCtx, reqCtx context.Context, c *Call, fn func(context.Co
 				return &ExhaustedError{Attempts: c.Attempts, Budget: e.opts.RetryBudget, Err: err}
 			}
 			d := e.backoff(retries)
-			e.log.Debug("retrying", "after", d, "error", e.errorText(err, c.Password))
+			e.log.Debug("retrying", "after", d, "error", errorText(err, c.Password))
 			if err := e.sleep(stopCtx, d); err != nil {
 				return fmt.Errorf("%w: %w", ErrInterrupted, err)
 			}
@@ -245,10 +245,6 @@ func (e *Engine) backoff(n int) time.Duration {
 // in place, so that nothing made from it holds them.
 func (e *Engine) scrub(err error, password string) {
 	scrubError(err, append([]string{password}, e.secrets...)...)
-}
-
-func (e *Engine) errorText(err error, password string) string {
-	return errorText(err, password)
 }
 
 // Classifier is an error of another account system than the Matrix client (MAS's

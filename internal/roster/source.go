@@ -67,9 +67,6 @@ func OpenSource(path string, stdin io.Reader) (*Source, error) {
 	return &Source{name: path, f: f}, nil
 }
 
-// NewSource is a Source over data held in memory (tests, small inputs).
-func NewSource(name string, data []byte) *Source { return &Source{name: name, data: data} }
-
 func spool(name string, r io.Reader, limit int64) (*Source, error) {
 	b, err := io.ReadAll(io.LimitReader(r, limit+1))
 	if err != nil {
